@@ -1,0 +1,79 @@
+"""The ``EdgeError`` hierarchy: every failure a user or a peer can cause.
+
+Each error says what was wrong and, where it helps, what to do. Network-facing code
+catches ``EdgeError`` on a frame-by-frame basis, so bad input never takes a process down.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "CodecError",
+    "ConfigError",
+    "EdgeError",
+    "FrameTooLargeError",
+    "IdentityError",
+    "ProtocolError",
+    "ReplayError",
+]
+
+
+class EdgeError(Exception):
+    """Base class of every error ruvector-edge raises on purpose.
+
+    ``code`` is a short stable identifier that travels in ERROR messages.
+    """
+
+    code: str = "edge_error"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+    @property
+    def message(self) -> str:
+        """The human-readable message."""
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(EdgeError, ValueError):
+    """A setting has an invalid value (bad env var, unknown role, negative interval...)."""
+
+    code = "config_error"
+
+
+class CodecError(EdgeError, ValueError):
+    """Bytes or tensors could not be compressed or decoded (truncated, corrupt, NaN...)."""
+
+    code = "codec_error"
+
+
+class ProtocolError(EdgeError):
+    """A frame or message breaks the wire protocol (bad magic, version, length, body)."""
+
+    code = "protocol_error"
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame announces a length above the configured maximum; nothing was allocated."""
+
+    code = "frame_too_large"
+
+
+class IdentityError(EdgeError):
+    """A key file or key material is missing, malformed or has unsafe permissions."""
+
+    code = "identity_error"
+
+
+class AuthError(EdgeError):
+    """Authentication or admission failed: bad signature, tag, token or key binding."""
+
+    code = "auth_error"
+
+
+class ReplayError(AuthError):
+    """An authenticated frame or handshake was seen before or lies outside the skew bound."""
+
+    code = "replay"

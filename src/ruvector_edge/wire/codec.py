@@ -1,0 +1,166 @@
+"""``MessageCodec``: SwarmMessage <-> frames for one link, plain or authenticated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+
+from ruvector_edge.config import DEFAULT_MAX_FRAME_SIZE
+from ruvector_edge.errors import AuthError, EdgeError, ProtocolError
+from ruvector_edge.identity import TRAILER_SIZE, LinkSession
+from ruvector_edge.wire.frame import (
+    FLAG_AUTHENTICATED,
+    FLAG_ENCRYPTED,
+    FrameDecoder,
+    RawFrame,
+    frame_header,
+)
+from ruvector_edge.wire.messages import MessageType, SwarmMessage
+
+__all__ = [
+    "HANDSHAKE_TYPES",
+    "CodecStats",
+    "FrameRejected",
+    "MessageCodec",
+    "decode_message",
+    "encode_message",
+]
+
+# Message types that may travel without a link session (before/while it is established).
+HANDSHAKE_TYPES = frozenset({MessageType.JOIN, MessageType.WELCOME, MessageType.ERROR})
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(SwarmMessage)
+
+
+def encode_message(msg: SwarmMessage) -> bytes:
+    """msgpack body of ``msg`` (no frame header)."""
+    return _encoder.encode(msg)
+
+
+def decode_message(body: bytes) -> SwarmMessage:
+    """Parse and validate a msgpack envelope; ``ProtocolError`` says what is wrong."""
+    try:
+        return _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(f"undecodable message body: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class FrameRejected:
+    """A frame that was received whole but refused; the stream itself is still usable."""
+
+    error: EdgeError
+    flags: int
+    size: int
+
+
+@dataclass(slots=True)
+class CodecStats:
+    """Counters for one link."""
+
+    frames_out: int = 0
+    frames_in: int = 0
+    bytes_out: int = 0
+    bytes_in: int = 0
+    rejected: int = 0
+    rejected_by_code: dict[str, int] = field(default_factory=dict)
+
+
+class MessageCodec:
+    """Encodes messages into frames and decodes a byte stream back, for one link.
+
+    Without a session it handles only handshake traffic (JOIN, WELCOME, ERROR) in plain
+    frames. Once :meth:`attach_session` is called, every outgoing frame is sealed with the
+    link's AEAD and every incoming frame must authenticate; plain frames are rejected.
+    ``feed`` returns messages and :class:`FrameRejected` items in arrival order; a
+    rejected frame never stops the stream. A framing error (bad magic, version, oversize)
+    raises ``ProtocolError``: the connection must be closed.
+    """
+
+    __slots__ = ("_decoder", "encrypt", "max_frame_size", "session", "stats")
+
+    def __init__(
+        self,
+        session: LinkSession | None = None,
+        *,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        encrypt: bool = False,
+    ) -> None:
+        self.session = session
+        self.encrypt = encrypt
+        self.max_frame_size = max_frame_size
+        self._decoder = FrameDecoder(max_frame_size)
+        self.stats = CodecStats()
+
+    def attach_session(self, session: LinkSession) -> None:
+        """Switch the link to authenticated frames."""
+        self.session = session
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether a link session is attached."""
+        return self.session is not None
+
+    def encode(self, msg: SwarmMessage) -> bytes:
+        """One complete frame for ``msg``."""
+        body = _encoder.encode(msg)
+        session = self.session
+        if session is None:
+            if msg.type not in HANDSHAKE_TYPES:
+                raise ProtocolError(
+                    f"{msg.type.value} needs an authenticated link; finish the handshake first"
+                )
+            frame = frame_header(len(body)) + body
+        else:
+            flags = FLAG_AUTHENTICATED | (FLAG_ENCRYPTED if self.encrypt else 0)
+            header = frame_header(len(body) + TRAILER_SIZE, flags)
+            frame = header + session.seal(header, body, encrypt=self.encrypt)
+        if len(frame) - 8 > self.max_frame_size:
+            raise ProtocolError(
+                f"message of {len(frame)} bytes exceeds the {self.max_frame_size}-byte frame "
+                "limit; split it or raise max_frame_size on both sides",
+                code="frame_too_large",
+            )
+        self.stats.frames_out += 1
+        self.stats.bytes_out += len(frame)
+        return frame
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[SwarmMessage | FrameRejected]:
+        """Decode every complete frame in the stream so far."""
+        out: list[SwarmMessage | FrameRejected] = []
+        for raw in self._decoder.feed(data):
+            self.stats.frames_in += 1
+            self.stats.bytes_in += len(raw.header) + len(raw.body)
+            try:
+                out.append(self._open(raw))
+            except EdgeError as exc:
+                self.stats.rejected += 1
+                codes = self.stats.rejected_by_code
+                codes[exc.code] = codes.get(exc.code, 0) + 1
+                out.append(FrameRejected(exc, raw.flags, len(raw.body)))
+        return out
+
+    def _open(self, raw: RawFrame) -> SwarmMessage:
+        session = self.session
+        if raw.flags & FLAG_AUTHENTICATED:
+            if session is None:
+                raise AuthError("authenticated frame received before the handshake finished")
+            body = session.open(raw.header, raw.body, encrypted=bool(raw.flags & FLAG_ENCRYPTED))
+            msg = decode_message(body)
+            session.replay_guard.check_timestamp(msg.ts_ms)
+            return msg
+        if session is not None:
+            raise AuthError("unauthenticated frame on an authenticated link")
+        msg = decode_message(raw.body)
+        if msg.type not in HANDSHAKE_TYPES:
+            raise AuthError(f"{msg.type.value} arrived before the link was authenticated")
+        return msg
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete frame being held."""
+        return self._decoder.buffered

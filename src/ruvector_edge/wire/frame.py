@@ -1,0 +1,144 @@
+"""Frame layout and an incremental, bounded frame decoder (sans-I/O).
+
+``MAGIC(2) | VERSION(1) | FLAGS(1) | LEN(4, big endian) | BODY``. ``LEN`` counts the body,
+including the link's authentication trailer when ``FLAG_AUTHENTICATED`` is set.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Final
+
+from ruvector_edge.config import DEFAULT_MAX_FRAME_SIZE
+from ruvector_edge.errors import FrameTooLargeError, ProtocolError
+
+__all__ = [
+    "FLAG_AUTHENTICATED",
+    "FLAG_ENCRYPTED",
+    "HEADER_SIZE",
+    "KNOWN_FLAGS",
+    "MAGIC",
+    "PROTOCOL_VERSION",
+    "FrameDecoder",
+    "RawFrame",
+    "encode_frame",
+    "frame_header",
+]
+
+MAGIC: Final = b"\xedR"  # 0xED 'R': unlikely in text protocols, easy to spot in a dump
+PROTOCOL_VERSION: Final = 1
+FLAG_AUTHENTICATED: Final = 0x01
+FLAG_ENCRYPTED: Final = 0x02
+KNOWN_FLAGS: Final = FLAG_AUTHENTICATED | FLAG_ENCRYPTED
+HEADER_SIZE: Final = 8
+_HEADER = struct.Struct(">2sBBI")
+
+
+def frame_header(length: int, flags: int = 0) -> bytes:
+    """The 8-byte header for a body of ``length`` bytes."""
+    if flags & ~KNOWN_FLAGS:
+        raise ProtocolError(f"unknown frame flags 0x{flags:02x}")
+    if flags & FLAG_ENCRYPTED and not flags & FLAG_AUTHENTICATED:
+        raise ProtocolError("an encrypted frame must also be authenticated")
+    return _HEADER.pack(MAGIC, PROTOCOL_VERSION, flags, length)
+
+
+def encode_frame(body: bytes, flags: int = 0) -> bytes:
+    """Header + body for an unauthenticated frame (handshake, tests)."""
+    return frame_header(len(body), flags) + body
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One complete frame as received: its header bytes (the AEAD's AAD) and body."""
+
+    header: bytes
+    flags: int
+    body: bytes
+
+
+class FrameDecoder:
+    """Turns a byte stream, fed in arbitrary chunks, into :class:`RawFrame` objects.
+
+    The header is validated (magic, version, flags, length <= ``max_frame_size``) as soon
+    as its 8 bytes arrive, before any body is buffered, so an oversized announcement costs
+    nothing. Buffered data never exceeds one partial frame plus the last chunk. After a
+    framing error the stream cannot be resynchronised: the decoder stays failed and the
+    connection should be closed.
+    """
+
+    __slots__ = ("_buffer", "_error", "_need", "_pending_header", "max_frame_size")
+
+    def __init__(self, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        if max_frame_size < 1:
+            raise ValueError("max_frame_size must be positive")
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+        self._pending_header: tuple[bytes, int, int] | None = None
+        self._error: ProtocolError | None = None
+        self._need = HEADER_SIZE
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held waiting for the rest of a frame."""
+        return len(self._buffer)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a framing error has poisoned this stream."""
+        return self._error is not None
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[RawFrame]:
+        """Add bytes; return every frame now complete. Raises ``ProtocolError`` on bad framing."""
+        if self._error is not None:
+            raise self._error
+        buf = self._buffer
+        buf += data
+        frames: list[RawFrame] = []
+        pos = 0
+        end = len(buf)
+        try:
+            while True:
+                if self._pending_header is None:
+                    if end - pos < HEADER_SIZE:
+                        break
+                    self._pending_header = self._parse_header(bytes(buf[pos : pos + HEADER_SIZE]))
+                    pos += HEADER_SIZE
+                header, flags, length = self._pending_header
+                if end - pos < length:
+                    break
+                frames.append(RawFrame(header, flags, bytes(buf[pos : pos + length])))
+                pos += length
+                self._pending_header = None
+        finally:
+            if pos:
+                del buf[:pos]
+        return frames
+
+    def _parse_header(self, header: bytes) -> tuple[bytes, int, int]:
+        magic, version, flags, length = _HEADER.unpack(header)
+        if magic != MAGIC:
+            self._fail(ProtocolError(f"bad frame magic {magic!r}: not a ruvector-edge stream"))
+        if version != PROTOCOL_VERSION:
+            self._fail(
+                ProtocolError(
+                    f"unsupported protocol version {version} (this build speaks "
+                    f"{PROTOCOL_VERSION}); upgrade the older side",
+                    code="unsupported_version",
+                )
+            )
+        if flags & ~KNOWN_FLAGS or (flags & FLAG_ENCRYPTED and not flags & FLAG_AUTHENTICATED):
+            self._fail(ProtocolError(f"invalid frame flags 0x{flags:02x}"))
+        if length > self.max_frame_size:
+            self._fail(
+                FrameTooLargeError(
+                    f"frame of {length} bytes exceeds the {self.max_frame_size}-byte limit"
+                )
+            )
+        return header, flags, length
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._error = error
+        self._buffer.clear()
+        raise error
