@@ -287,7 +287,7 @@ class ClientHandshake:
         self._state = _State.FAILED
         try:
             welcome = _welcome_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: bad UTF-8
             raise ProtocolError(f"malformed handshake welcome: {exc}") from None
         if welcome.protocol != LINK_PROTOCOL:
             raise ProtocolError(f"peer speaks {welcome.protocol!r}, expected {LINK_PROTOCOL!r}")
@@ -354,7 +354,7 @@ class ServerHandshake:
         self._state = _State.FAILED
         try:
             hello = _hello_decoder.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: bad UTF-8
             raise ProtocolError(f"malformed handshake hello: {exc}") from None
         if hello.protocol != LINK_PROTOCOL:
             raise ProtocolError(f"peer speaks {hello.protocol!r}, expected {LINK_PROTOCOL!r}")

@@ -45,8 +45,10 @@ def decode_message(body: bytes) -> SwarmMessage:
         return _decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise ProtocolError(f"invalid message: {exc}") from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, ValueError) as exc:  # ValueError: invalid UTF-8 in a str
         raise ProtocolError(f"undecodable message body: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("message body is nested too deeply") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,22 +111,23 @@ class MessageCodec:
         """One complete frame for ``msg``."""
         body = _encoder.encode(msg)
         session = self.session
+        size = len(body) + (TRAILER_SIZE if session is not None else 0)
+        if size > self.max_frame_size:
+            raise ProtocolError(
+                f"{msg.type.value} message of {size} bytes exceeds the {self.max_frame_size}-byte "
+                "frame limit; split it or raise max_frame_size on both sides",
+                code="frame_too_large",
+            )
         if session is None:
             if msg.type not in HANDSHAKE_TYPES:
                 raise ProtocolError(
                     f"{msg.type.value} needs an authenticated link; finish the handshake first"
                 )
-            frame = frame_header(len(body)) + body
+            frame = frame_header(size) + body
         else:
             flags = FLAG_AUTHENTICATED | (FLAG_ENCRYPTED if self.encrypt else 0)
-            header = frame_header(len(body) + TRAILER_SIZE, flags)
+            header = frame_header(size, flags)
             frame = header + session.seal(header, body, encrypt=self.encrypt)
-        if len(frame) - 8 > self.max_frame_size:
-            raise ProtocolError(
-                f"message of {len(frame)} bytes exceeds the {self.max_frame_size}-byte frame "
-                "limit; split it or raise max_frame_size on both sides",
-                code="frame_too_large",
-            )
         self.stats.frames_out += 1
         self.stats.bytes_out += len(frame)
         return frame
