@@ -3,13 +3,19 @@
 from ruvector_edge.config import AgentRole, SwarmConfig, Transport
 from ruvector_edge.errors import (
     AuthError,
+    CapacityError,
     CodecError,
     ConfigError,
+    DimensionError,
     EdgeError,
     FrameTooLargeError,
     IdentityError,
+    InvalidInputError,
+    NotFoundError,
     ProtocolError,
     ReplayError,
+    StorageError,
+    SyncError,
 )
 
 __version__ = "0.1.0"
@@ -17,13 +23,19 @@ __version__ = "0.1.0"
 __all__ = [
     "AgentRole",
     "AuthError",
+    "CapacityError",
     "CodecError",
     "ConfigError",
+    "DimensionError",
     "EdgeError",
     "FrameTooLargeError",
     "IdentityError",
+    "InvalidInputError",
+    "NotFoundError",
     "ProtocolError",
     "ReplayError",
+    "StorageError",
+    "SyncError",
     "SwarmConfig",
     "Transport",
     "__version__",

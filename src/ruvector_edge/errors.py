@@ -8,13 +8,19 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "CapacityError",
     "CodecError",
     "ConfigError",
+    "DimensionError",
     "EdgeError",
     "FrameTooLargeError",
     "IdentityError",
+    "InvalidInputError",
+    "NotFoundError",
     "ProtocolError",
     "ReplayError",
+    "StorageError",
+    "SyncError",
 ]
 
 
@@ -77,3 +83,42 @@ class ReplayError(AuthError):
     """An authenticated frame or handshake was seen before or lies outside the skew bound."""
 
     code = "replay"
+
+
+class InvalidInputError(EdgeError, ValueError):
+    """An argument is invalid: NaN in a vector, empty content, a negative count..."""
+
+    code = "invalid_input"
+
+
+class DimensionError(InvalidInputError):
+    """A vector or tensor has the wrong dimension for the store it is used with."""
+
+    code = "dimension_mismatch"
+
+
+class NotFoundError(EdgeError, KeyError):
+    """An id, key or name does not exist."""
+
+    code = "not_found"
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.message
+
+
+class CapacityError(EdgeError):
+    """A bounded store or queue is full and its policy forbids making room."""
+
+    code = "capacity"
+
+
+class SyncError(EdgeError):
+    """Peer state cannot be merged (foreign format, wrong owner, bad signature...)."""
+
+    code = "sync_error"
+
+
+class StorageError(EdgeError):
+    """Persistence failed: unreadable data dir, corrupt database or index file."""
+
+    code = "storage_error"
