@@ -68,6 +68,17 @@ def test_bad_headers(header: bytes, fragment: str) -> None:
         FrameDecoder().feed(header + b"x")
 
 
+@pytest.mark.parametrize("split", [1, 3, 7, 8])
+def test_bad_header_split_across_feeds(split: int) -> None:
+    decoder = FrameDecoder(max_frame_size=100)
+    frame = encode_frame(b"ok")
+    bad = MAGIC + b"\x01\x00" + (10_000).to_bytes(4, "big")
+    assert decoder.feed(frame + bad[:split])[0].body == b"ok"
+    with pytest.raises(FrameTooLargeError):
+        decoder.feed(bad[split:])
+    assert decoder.buffered == 0
+
+
 def test_unknown_version_error_code() -> None:
     with pytest.raises(ProtocolError) as info:
         FrameDecoder().feed(MAGIC + b"\x02\x00\x00\x00\x00\x00")

@@ -30,7 +30,7 @@ class ReplayGuard:
     the clock skew of a message's own timestamp in both directions.
     """
 
-    __slots__ = ("_bitmap", "_clock", "_highest", "max_skew_ms", "window")
+    __slots__ = ("_bitmap", "_clock", "_highest", "_mask", "max_skew_ms", "window")
 
     def __init__(
         self,
@@ -41,6 +41,7 @@ class ReplayGuard:
         if window < 1:
             raise ValueError("window must be >= 1")
         self.window = window
+        self._mask = (1 << window) - 1
         self.max_skew_ms = max_skew_ms
         self._clock = clock
         self._highest = -1
@@ -66,7 +67,7 @@ class ReplayGuard:
             raise ReplayError(f"negative sequence number {seq}")
         if seq > self._highest:
             shift = seq - self._highest
-            self._bitmap = ((self._bitmap << shift) | 1) & ((1 << self.window) - 1)
+            self._bitmap = ((self._bitmap << shift) | 1) & self._mask
             self._highest = seq
             return
         offset = self._highest - seq

@@ -7,8 +7,7 @@ including the link's authentication trailer when ``FLAG_AUTHENTICATED`` is set.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from ruvector_edge.config import DEFAULT_MAX_FRAME_SIZE
 from ruvector_edge.errors import FrameTooLargeError, ProtocolError
@@ -49,8 +48,7 @@ def encode_frame(body: bytes, flags: int = 0) -> bytes:
     return frame_header(len(body), flags) + body
 
 
-@dataclass(frozen=True, slots=True)
-class RawFrame:
+class RawFrame(NamedTuple):
     """One complete frame as received: its header bytes (the AEAD's AAD) and body."""
 
     header: bytes
@@ -65,7 +63,8 @@ class FrameDecoder:
     as its 8 bytes arrive, before any body is buffered, so an oversized announcement costs
     nothing. Buffered data never exceeds one partial frame plus the last chunk. After a
     framing error the stream cannot be resynchronised: the decoder stays failed and the
-    connection should be closed.
+    connection should be closed. Frames completed before the error are still returned;
+    the error is raised by the following call.
     """
 
     __slots__ = ("_buffer", "_error", "_need", "_pending_header", "max_frame_size")
@@ -94,26 +93,42 @@ class FrameDecoder:
         if self._error is not None:
             raise self._error
         buf = self._buffer
-        buf += data
+        if buf:
+            buf += data
+            view = memoryview(buf)
+        else:
+            # Fast path: parse straight from the caller's bytes, buffer only the remainder.
+            view = memoryview(data)
         frames: list[RawFrame] = []
         pos = 0
-        end = len(buf)
+        end = len(view)
         try:
             while True:
-                if self._pending_header is None:
+                pending = self._pending_header
+                if pending is None:
                     if end - pos < HEADER_SIZE:
                         break
-                    self._pending_header = self._parse_header(bytes(buf[pos : pos + HEADER_SIZE]))
+                    pending = self._parse_header(bytes(view[pos : pos + HEADER_SIZE]))
+                    self._pending_header = pending
                     pos += HEADER_SIZE
-                header, flags, length = self._pending_header
+                header, flags, length = pending
                 if end - pos < length:
                     break
-                frames.append(RawFrame(header, flags, bytes(buf[pos : pos + length])))
+                frames.append(RawFrame(header, flags, bytes(view[pos : pos + length])))
                 pos += length
                 self._pending_header = None
+        except ProtocolError:
+            if not frames:
+                raise
+            # Deliver the good frames that preceded the error; the next feed() raises it.
         finally:
-            if pos:
+            view.release()
+            if self.failed:  # set by _parse_header during this call
+                buf.clear()
+            elif buf:
                 del buf[:pos]
+            elif pos < end:
+                buf += memoryview(data)[pos:]
         return frames
 
     def _parse_header(self, header: bytes) -> tuple[bytes, int, int]:
@@ -139,6 +154,5 @@ class FrameDecoder:
         return header, flags, length
 
     def _fail(self, error: ProtocolError) -> None:
-        self._error = error
-        self._buffer.clear()
+        self._error = error  # feed() drops the buffer once its memoryview is released
         raise error
