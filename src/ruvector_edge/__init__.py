@@ -1,5 +1,6 @@
 """ruvector-edge: a runtime and library for self-learning agent swarms."""
 
+from ruvector_edge.codec import CompressionLevel, TensorCodec
 from ruvector_edge.config import AgentRole, SwarmConfig, Transport
 from ruvector_edge.errors import (
     AuthError,
@@ -25,6 +26,7 @@ __all__ = [
     "AuthError",
     "CapacityError",
     "CodecError",
+    "CompressionLevel",
     "ConfigError",
     "DimensionError",
     "EdgeError",
@@ -35,8 +37,9 @@ __all__ = [
     "ProtocolError",
     "ReplayError",
     "StorageError",
-    "SyncError",
     "SwarmConfig",
+    "SyncError",
+    "TensorCodec",
     "Transport",
     "__version__",
 ]
