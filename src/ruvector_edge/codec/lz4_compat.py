@@ -58,10 +58,18 @@ def lz4_decompress_size_prepended(
         if len(block) > 1 or (len(block) == 1 and block[0] != 0):
             raise CodecError("corrupt LZ4 blob: data after an empty block")
         return b""
+    return lz4_block_decompress(block, size, what="LZ4 blob")
+
+
+def lz4_block_decompress(block: BytesLike, size: int, *, what: str = "LZ4 payload") -> bytes:
+    """Decode one raw LZ4 block of known decoded ``size``; any failure is a CodecError.
+
+    The caller has already bounded ``size`` (limit and LZ4's maximum expansion).
+    """
     try:
         out: bytes = lz4.block.decompress(block, uncompressed_size=size)
-    except Exception as exc:
-        raise CodecError(f"corrupt LZ4 blob: {exc}") from None
+    except Exception as exc:  # lz4's own error types must not leak
+        raise CodecError(f"corrupt {what}: {exc}") from None
     if len(out) != size:
-        raise CodecError(f"corrupt LZ4 blob: decoded {len(out)} bytes, header says {size}")
+        raise CodecError(f"corrupt {what}: decoded {len(out)} bytes, expected {size}")
     return out

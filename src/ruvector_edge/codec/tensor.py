@@ -31,6 +31,7 @@ from ruvector_edge.codec._format import (
 )
 from ruvector_edge.codec._shuffle import shuffle4, unshuffle4
 from ruvector_edge.codec.levels import BlobKind, CompressionLevel
+from ruvector_edge.codec.lz4_compat import lz4_block_decompress
 from ruvector_edge.errors import CodecError
 
 __all__ = ["DEFAULT_BLOCK_SIZE", "TensorCodec"]
@@ -63,17 +64,6 @@ def _lz4_compress(data: BytesLike) -> bytes:
         out: bytes = lz4.block.compress(data, store_size=False)
     except Exception as exc:  # lz4 raises its own error types; never leak them
         raise CodecError(f"LZ4 compression failed: {exc}") from None
-    return out
-
-
-def _lz4_decompress(payload: memoryview, raw_size: int) -> bytes:
-    # raw_size was validated against the size limit and LZ4's maximum expansion already.
-    try:
-        out: bytes = lz4.block.decompress(payload, uncompressed_size=raw_size)
-    except Exception as exc:
-        raise CodecError(f"corrupt LZ4 payload: {exc}") from None
-    if len(out) != raw_size:
-        raise CodecError(f"corrupt LZ4 payload: decoded {len(out)} bytes, expected {raw_size}")
     return out
 
 
@@ -251,7 +241,7 @@ class TensorCodec:
         if h.level is CompressionLevel.NONE:
             return bytes(payload)
         if h.level is CompressionLevel.FAST:
-            return _lz4_decompress(payload, h.raw_size)
+            return lz4_block_decompress(payload, h.raw_size)
         return _zstd_decompress(payload, h.raw_size)
 
     # -- tensors -----------------------------------------------------------------------
@@ -371,7 +361,7 @@ def _decode_tensor(h: Header, mv: memoryview) -> F32:
     payload = mv[po : po + h.payload_size]
     raw: BytesLike
     if h.level is CompressionLevel.FAST:
-        raw = _lz4_decompress(payload, h.raw_size)
+        raw = lz4_block_decompress(payload, h.raw_size)
     else:
         raw = _zstd_decompress(payload, h.raw_size)
     data = np.frombuffer(raw, dtype=np.uint8)
