@@ -1,0 +1,53 @@
+"""Learning: columnar pattern statistics, the learning-state CRDT and ``IntelligenceSync``."""
+
+from ruvector_edge.learning.patterns import (
+    DEFAULT_CONFIDENCE_PRIOR,
+    MAX_ABS_VALUE,
+    MAX_NAME_LENGTH,
+    MAX_ORIGINS,
+    MAX_VERSION,
+    MAX_VISITS,
+    EntryBatch,
+    EntryRecord,
+    MergeStats,
+    PatternStats,
+    PatternStore,
+    PatternView,
+    pattern_confidence,
+)
+from ruvector_edge.learning.sync import (
+    DEFAULT_MARGIN_SCALE,
+    PATTERN_BLOB_TAG,
+    PATTERN_BLOB_VERSION,
+    IntelligenceSync,
+    MergeResult,
+    PatternBlobInfo,
+    SwarmStats,
+    action_confidence,
+    inspect_pattern_blob,
+)
+
+__all__ = [
+    "DEFAULT_CONFIDENCE_PRIOR",
+    "DEFAULT_MARGIN_SCALE",
+    "MAX_ABS_VALUE",
+    "MAX_NAME_LENGTH",
+    "MAX_ORIGINS",
+    "MAX_VERSION",
+    "MAX_VISITS",
+    "PATTERN_BLOB_TAG",
+    "PATTERN_BLOB_VERSION",
+    "EntryBatch",
+    "EntryRecord",
+    "IntelligenceSync",
+    "MergeResult",
+    "MergeStats",
+    "PatternBlobInfo",
+    "PatternStats",
+    "PatternStore",
+    "PatternView",
+    "SwarmStats",
+    "action_confidence",
+    "inspect_pattern_blob",
+    "pattern_confidence",
+]
