@@ -18,6 +18,7 @@ from ruvector_edge.errors import (
     StorageError,
     SyncError,
 )
+from ruvector_edge.learning import IntelligenceSync
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,7 @@ __all__ = [
     "EdgeError",
     "FrameTooLargeError",
     "IdentityError",
+    "IntelligenceSync",
     "InvalidInputError",
     "NotFoundError",
     "ProtocolError",
