@@ -7,6 +7,7 @@ from ruvector_edge.errors import (
     CapacityError,
     CodecError,
     ConfigError,
+    ConnectionClosedError,
     DimensionError,
     EdgeError,
     FrameTooLargeError,
@@ -15,8 +16,11 @@ from ruvector_edge.errors import (
     NotFoundError,
     ProtocolError,
     ReplayError,
+    SlowPeerError,
     StorageError,
     SyncError,
+    TransportError,
+    TransportTimeoutError,
 )
 from ruvector_edge.learning import IntelligenceSync
 
@@ -29,6 +33,7 @@ __all__ = [
     "CodecError",
     "CompressionLevel",
     "ConfigError",
+    "ConnectionClosedError",
     "DimensionError",
     "EdgeError",
     "FrameTooLargeError",
@@ -38,10 +43,13 @@ __all__ = [
     "NotFoundError",
     "ProtocolError",
     "ReplayError",
+    "SlowPeerError",
     "StorageError",
     "SwarmConfig",
     "SyncError",
     "TensorCodec",
     "Transport",
+    "TransportError",
+    "TransportTimeoutError",
     "__version__",
 ]

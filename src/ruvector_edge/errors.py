@@ -11,6 +11,7 @@ __all__ = [
     "CapacityError",
     "CodecError",
     "ConfigError",
+    "ConnectionClosedError",
     "DimensionError",
     "EdgeError",
     "FrameTooLargeError",
@@ -19,8 +20,11 @@ __all__ = [
     "NotFoundError",
     "ProtocolError",
     "ReplayError",
+    "SlowPeerError",
     "StorageError",
     "SyncError",
+    "TransportError",
+    "TransportTimeoutError",
 ]
 
 
@@ -122,3 +126,31 @@ class StorageError(EdgeError):
     """Persistence failed: unreadable data dir, corrupt database or index file."""
 
     code = "storage_error"
+
+
+class TransportError(EdgeError):
+    """A link could not be opened or used (refused, unreachable, no listener, TLS failure)."""
+
+    code = "transport_error"
+
+
+class ConnectionClosedError(TransportError):
+    """The connection is closed (by either side); ``reason`` says why."""
+
+    code = "connection_closed"
+
+    def __init__(self, message: str, *, reason: str = "", code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.reason = reason or message
+
+
+class TransportTimeoutError(TransportError, TimeoutError):
+    """A deadline passed: handshake, connect, receive, or a send while the link was down."""
+
+    code = "timeout"
+
+
+class SlowPeerError(CapacityError):
+    """The peer did not drain its send queue within ``send_timeout``; it was disconnected."""
+
+    code = "slow_peer"
