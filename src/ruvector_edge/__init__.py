@@ -23,6 +23,7 @@ from ruvector_edge.errors import (
     TransportTimeoutError,
 )
 from ruvector_edge.learning import IntelligenceSync
+from ruvector_edge.memory import SearchHit, TierPolicy, VectorEntry, VectorMemory
 
 __version__ = "0.1.0"
 
@@ -43,13 +44,17 @@ __all__ = [
     "NotFoundError",
     "ProtocolError",
     "ReplayError",
+    "SearchHit",
     "SlowPeerError",
     "StorageError",
     "SwarmConfig",
     "SyncError",
     "TensorCodec",
+    "TierPolicy",
     "Transport",
     "TransportError",
     "TransportTimeoutError",
+    "VectorEntry",
+    "VectorMemory",
     "__version__",
 ]
