@@ -129,10 +129,16 @@ def test_scores_match_metric_definition(metric: str) -> None:
         ref = x @ q
     else:
         ref = -np.linalg.norm(x - q, axis=1)
-    order = np.argsort(-ref)[:5]
-    assert [h.entry.id for h in hits] == [ids[i] for i in order]
-    for h, i in zip(hits, order, strict=True):
-        assert h.score == pytest.approx(float(ref[i]), rel=1e-4, abs=1e-4)
+    # HNSW is approximate (and built multi-threaded), so check the score definition per
+    # hit and the ranking, not that the graph found exactly the brute-force top 5.
+    index_of = {eid: i for i, eid in enumerate(ids)}
+    for h in hits:
+        assert h.score == pytest.approx(float(ref[index_of[h.entry.id]]), rel=1e-4, abs=1e-4)
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True)
+    exact_top = {ids[i] for i in np.argsort(-ref)[:5]}
+    assert hits[0].entry.id in exact_top
+    assert len(exact_top & {h.entry.id for h in hits}) >= 4
 
 
 def test_access_counts_bumped_only_for_returned_hits() -> None:

@@ -440,6 +440,8 @@ class _ShmLink(Link):
             data = self._sock.recv(4096)
         except (BlockingIOError, InterruptedError):
             return
+        except ConnectionResetError:
+            data = b""  # a killed peer: same as EOF without a goodbye
         except OSError as exc:
             data = b""
             self._eof = (f"control socket failed: {exc}", exc)
@@ -536,6 +538,10 @@ class _ShmLink(Link):
             self._sock.send(token)
         except (BlockingIOError, InterruptedError):
             pass  # the peer has unread tokens, so it will wake and look anyway
+        except (BrokenPipeError, ConnectionResetError):
+            # The peer died. The reader sees EOF next and reports it as "vanished" once
+            # the ring is drained, so a kill reads the same whichever side notices first.
+            pass
         except OSError as exc:
             self._loop.call_soon(self._lost, f"peer gone: {exc}", exc)
 
