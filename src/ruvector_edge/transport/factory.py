@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import urllib.parse
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import ClassVar
 
 from ruvector_edge.config import AgentRole, SwarmConfig, Transport
 from ruvector_edge.errors import ConfigError
@@ -136,56 +137,48 @@ class TransportBackend(ABC):
         return f"<{type(self).__name__} {'/'.join(self.schemes)}>"
 
 
-class InProcTransport(TransportBackend):
+class _NamedTransport(TransportBackend):
+    """A backend addressed by ``scheme://NAME`` on one host: forwards to its two functions."""
+
+    _connect: ClassVar[Callable[..., Awaitable[Connection]]]
+    _listen: ClassVar[Callable[..., Awaitable[Listener]]]
+
+    async def connect(
+        self, endpoint: Endpoint, identity: Identity, join: JoinRequest, options: TransportOptions
+    ) -> Connection:
+        return await type(self)._connect(endpoint.name, identity, join, options)
+
+    async def listen(
+        self,
+        endpoint: Endpoint,
+        identity: Identity,
+        admission: Admission,
+        *,
+        welcome: WelcomeProvider | None,
+        options: TransportOptions,
+        handler: ConnectionHandler | None,
+    ) -> Listener:
+        return await type(self)._listen(
+            endpoint.name, identity, admission, welcome=welcome, options=options, handler=handler
+        )
+
+
+class InProcTransport(_NamedTransport):
     """``inproc://NAME``: endpoints in one process and event loop."""
 
     kind = Transport.IN_PROCESS
     schemes = ("inproc",)
-
-    async def connect(
-        self, endpoint: Endpoint, identity: Identity, join: JoinRequest, options: TransportOptions
-    ) -> Connection:
-        return await connect_inproc(endpoint.name, identity, join, options)
-
-    async def listen(
-        self,
-        endpoint: Endpoint,
-        identity: Identity,
-        admission: Admission,
-        *,
-        welcome: WelcomeProvider | None,
-        options: TransportOptions,
-        handler: ConnectionHandler | None,
-    ) -> Listener:
-        return await listen_inproc(
-            endpoint.name, identity, admission, welcome=welcome, options=options, handler=handler
-        )
+    _connect = staticmethod(connect_inproc)
+    _listen = staticmethod(listen_inproc)
 
 
-class SharedMemoryTransport(TransportBackend):
+class SharedMemoryTransport(_NamedTransport):
     """``shm://NAME``: processes on one host, shared-memory rings."""
 
     kind = Transport.SHARED_MEMORY
     schemes = ("shm",)
-
-    async def connect(
-        self, endpoint: Endpoint, identity: Identity, join: JoinRequest, options: TransportOptions
-    ) -> Connection:
-        return await connect_shm(endpoint.name, identity, join, options)
-
-    async def listen(
-        self,
-        endpoint: Endpoint,
-        identity: Identity,
-        admission: Admission,
-        *,
-        welcome: WelcomeProvider | None,
-        options: TransportOptions,
-        handler: ConnectionHandler | None,
-    ) -> Listener:
-        return await listen_shm(
-            endpoint.name, identity, admission, welcome=welcome, options=options, handler=handler
-        )
+    _connect = staticmethod(connect_shm)
+    _listen = staticmethod(listen_shm)
 
 
 class WebSocketTransport(TransportBackend):
