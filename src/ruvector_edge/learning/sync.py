@@ -43,7 +43,7 @@ f64 values, i64 visits/versions/ms). ``signature`` is empty or an Ed25519 signat
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
@@ -532,15 +532,37 @@ class IntelligenceSync:
             identity=identity,
         )
 
+    def get_own_delta(self, since: int = 0, *, identity: Identity | None = None) -> bytes:
+        """Only this agent's own entries with ``version > since``, as a delta blob.
+
+        What an agent sends its coordinator: entries it learned from others are not echoed
+        back (the coordinator, merging with ``only_origins``, would refuse them anyway).
+        """
+        if isinstance(since, bool) or not isinstance(since, int) or since < 0:
+            raise InvalidInputError(f"since must be an int version >= 0, got {since!r}")
+        with self._lock:
+            vv = self._store.version_vector()
+        floor = {origin: MAX_VERSION for origin in vv if origin != self._agent_id}
+        floor[self._agent_id] = min(since, MAX_VERSION)
+        return self._export(floor, identity)
+
     def merge_peer_state(
-        self, peer_id: str, data: bytes, *, public_key: bytes | None = None
+        self,
+        peer_id: str,
+        data: bytes,
+        *,
+        public_key: bytes | None = None,
+        only_origins: Collection[str] | None = None,
     ) -> MergeResult:
         """Merge a blob written by ``peer_id`` (its full state or a delta).
 
         With ``public_key`` (the peer's Ed25519 key) the blob must carry a valid signature
-        by it, else :class:`AuthError`. Undecodable bytes raise :class:`CodecError`; a
-        foreign, inconsistent or out-of-range blob raises :class:`SyncError`. On any error
-        this replica is left untouched. Merging the same blob again changes nothing.
+        by it, else :class:`AuthError`. With ``only_origins`` every entry must belong to one
+        of those origins, else :class:`AuthError` (a coordinator accepts from an agent only
+        what that agent learned itself, so no member can forge another's statistics).
+        Undecodable bytes raise :class:`CodecError`; a foreign, inconsistent or out-of-range
+        blob raises :class:`SyncError`. On any error this replica is left untouched.
+        Merging the same blob again changes nothing.
         """
         env = _open_envelope(data, self._max_blob_size)
         if env.sender != peer_id:
@@ -553,6 +575,16 @@ class IntelligenceSync:
                 raise AuthError(f"blob from {peer_id!r} is unsigned but a public key was given")
             verify_signature(public_key, env.body, env.signature, context=_SIGNATURE_CONTEXT)
         batch = _decode_batch(_decode_body(env))
+        if only_origins is not None and batch.origin_idx.size:
+            used = {batch.origins[i] for i in np.unique(batch.origin_idx).tolist()}
+            foreign = sorted(used.difference(only_origins))
+            if foreign:
+                raise AuthError(
+                    f"blob from {peer_id!r} carries entries of other origins "
+                    f"({', '.join(repr(o) for o in foreign[:3])}); only "
+                    f"{sorted(only_origins)!r} may be sent on this link",
+                    code="foreign_origin",
+                )
         with self._lock:
             stats = self._store.merge(batch, owner=self._agent_id)
             return MergeResult(

@@ -14,6 +14,7 @@ InvalidInputError, NotFoundError, ConfigError, SyncError, StorageError.
 
 from __future__ import annotations
 
+from ruvector_edge.memory.hashing import hash_embedding
 from ruvector_edge.memory.types import (
     EvictionPolicy,
     MemoryStats,
@@ -40,4 +41,5 @@ __all__ = [
     "TierPolicy",
     "VectorEntry",
     "VectorMemory",
+    "hash_embedding",
 ]

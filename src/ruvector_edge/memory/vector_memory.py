@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ruvector_edge.codec import CompressionLevel
 from ruvector_edge.errors import (
+    AuthError,
     ConfigError,
     DimensionError,
     InvalidInputError,
@@ -1187,11 +1188,14 @@ class VectorMemory:
         *,
         level: CompressionLevel | str = CompressionLevel.FAST,
         limit: int | None = None,
+        owner: str | None = None,
     ) -> SyncDelta:
         """Like :meth:`serialize`, plus the version reached (ask for ``since=version`` next).
 
         ``limit`` caps the number of items (oldest changes first) so a delta fits a frame;
-        the returned version then marks where the next call continues. Vectors travel at
+        the returned version then marks where the next call continues. ``owner`` keeps
+        only entries and deletes written by that agent (what an agent sends its
+        coordinator, so merged-in entries are not echoed back). Vectors travel at
         ``level`` (lossless FAST by default); a persistent memory sends its float32
         originals, an in-RAM one what its tier holds.
         """
@@ -1206,11 +1210,16 @@ class VectorMemory:
         with self._rw.read():
             live = self._live_slots()
             changed = live[self._seq_of[live] > since] if len(live) else live
+            slot_rec = self._slot_rec
             items: list[tuple[int, int, object]] = [
-                (int(self._seq_of[s]), 0, s) for s in changed.tolist()
+                (int(self._seq_of[s]), 0, s)
+                for s in changed.tolist()
+                if owner is None or ((r := slot_rec[s]) is not None and r.owner == owner)
             ]
             items.extend(
-                (seq, 1, eid) for eid, (_, _, seq) in self._tombstones.items() if seq > since
+                (seq, 1, eid)
+                for eid, (_, who, seq) in self._tombstones.items()
+                if seq > since and (owner is None or who == owner)
             )
             items.sort(key=lambda x: x[0])
             version = self._seq
@@ -1263,11 +1272,31 @@ class VectorMemory:
         """
         return self.merge_report(data).applied
 
-    def merge_report(self, data: bytes | bytearray | memoryview) -> MergeReport:
-        """:meth:`merge` with the full accounting."""
+    def merge_report(
+        self,
+        data: bytes | bytearray | memoryview,
+        *,
+        allowed_owners: Collection[str] | None = None,
+    ) -> MergeReport:
+        """:meth:`merge` with the full accounting.
+
+        With ``allowed_owners`` every entry and delete in the blob must be owned by one of
+        them, else :class:`AuthError` and nothing is merged (a coordinator accepts from an
+        agent only what that agent wrote).
+        """
         self._check_open()
         dec = decode_snapshot(data)
         snap, vectors = dec.snapshot, dec.vectors
+        if allowed_owners is not None:
+            owners = {e.owner for e in snap.entries} | {t.owner for t in snap.tombstones}
+            foreign = sorted(owners.difference(allowed_owners))
+            if foreign:
+                raise AuthError(
+                    f"memory blob from {snap.origin!r} carries items owned by "
+                    f"{', '.join(repr(o) for o in foreign[:3])}; only "
+                    f"{sorted(allowed_owners)!r} may be sent on this link",
+                    code="foreign_origin",
+                )
         if snap.entries and self.metric is Metric.COSINE and not np.abs(vectors).max(axis=1).all():
             raise SyncError("memory sync data holds a zero vector, which cosine cannot store")
         # Best version per id inside the blob itself (a blob may repeat an id).

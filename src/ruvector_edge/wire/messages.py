@@ -21,6 +21,7 @@ __all__ = [
     "AckPayload",
     "AgentExportPayload",
     "CoordinatorPayload",
+    "DataPayload",
     "ElectionPayload",
     "Envelope",
     "ErrorPayload",
@@ -37,6 +38,7 @@ __all__ = [
     "SyncPatternsPayload",
     "TaskPayload",
     "TaskResultPayload",
+    "VotePayload",
     "WelcomePayload",
     "new_message_id",
 ]
@@ -66,6 +68,8 @@ class MessageType(StrEnum):
     ERROR = "error"
     ACK = "ack"
     AGENT_EXPORT = "agent_export"
+    VOTE = "vote"
+    DATA = "data"
 
 
 class _Payload(msgspec.Struct, kw_only=True, tag_field="t", forbid_unknown_fields=False):
@@ -209,6 +213,24 @@ class AgentExportPayload(_Payload, tag=MessageType.AGENT_EXPORT.value):
     signature: bytes = b""
 
 
+class VotePayload(_Payload, tag=MessageType.VOTE.value):
+    """A coordinator's answer to an ELECTION: vote ``granted`` for the candidate in ``term``."""
+
+    candidate_id: Id
+    term: Count = 0
+    granted: bool = False
+
+
+class DataPayload(_Payload, tag=MessageType.DATA.value):
+    """An application message between agents (``send_message``/``broadcast``).
+
+    ``topic`` lets receivers dispatch; ``data`` is any msgpack-encodable value.
+    """
+
+    topic: Id
+    data: Any = None
+
+
 Payload = (
     JoinPayload
     | WelcomePayload
@@ -226,6 +248,8 @@ Payload = (
     | ErrorPayload
     | AckPayload
     | AgentExportPayload
+    | VotePayload
+    | DataPayload
 )
 
 
@@ -429,6 +453,19 @@ class SwarmMessage(msgspec.Struct, array_like=True, kw_only=True):
         """ERROR with a stable ``code`` and a human message."""
         payload = ErrorPayload(code=code, message=message[:65_536], ref_id=ref_id)
         return cls.new(sender, payload, recipient=recipient)
+
+    @classmethod
+    def vote(cls, voter_id: str, candidate_id: str, term: int, granted: bool) -> SwarmMessage:
+        """VOTE from ``voter_id`` for ``candidate_id`` in ``term`` (granted or not)."""
+        payload = VotePayload(candidate_id=candidate_id, term=term, granted=granted)
+        return cls.new(voter_id, payload, recipient=candidate_id)
+
+    @classmethod
+    def data(
+        cls, sender: str, topic: str, data: Any = None, *, recipient: str | None = None
+    ) -> SwarmMessage:
+        """DATA: an application message on ``topic`` (to ``recipient``, or everyone)."""
+        return cls.new(sender, DataPayload(topic=topic, data=data), recipient=recipient)
 
     @classmethod
     def ack(cls, sender: str, recipient: str | None, ack_id: str, detail: str = "") -> SwarmMessage:
