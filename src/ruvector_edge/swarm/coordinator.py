@@ -26,6 +26,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -238,6 +239,11 @@ class Coordinator:
         self._lost = 0
         self._replies_dropped = 0
         self._rejected: dict[str, int] = {}
+        # sync timing: SYNC send -> merged here; SYNC send -> every other agent has it
+        self.agent_versions: dict[str, dict[str, int]] = {}
+        self._sync_latency: deque[float] = deque(maxlen=4096)
+        self._propagation: deque[float] = deque(maxlen=4096)
+        self._spreading: list[_Spread] = []
         self.intelligence: IntelligenceSync
         self.memory: VectorMemory
         self.allocator: AllocationStrategy
@@ -542,8 +548,10 @@ class Coordinator:
                 assert isinstance(p, SyncPatternsPayload)
                 self._merge_patterns(member.agent_id, p.data, only={member.agent_id})
                 self._reply(conn, SwarmMessage.ack(self.agent_id, member.agent_id, msg.id))
+                self._track_spread(member.agent_id, p.version, msg.ts_ms)
             case MessageType.REQUEST_PATTERNS:
                 assert isinstance(p, RequestPatternsPayload)
+                self._seen_versions(member.agent_id, p.version_vector)
                 self._answer_patterns(conn, member.agent_id, msg.id, p.version_vector)
             case MessageType.SYNC_MEMORIES:
                 assert isinstance(p, SyncMemoriesPayload)
@@ -638,6 +646,49 @@ class Coordinator:
         self._pattern_syncs += 1
         if self._store is not None:
             self._store.append_patterns(origin, data)
+
+    def _track_spread(self, origin: str, version: int, sent_ms: int) -> None:
+        now = now_ms()
+        self._sync_latency.append(max(0, now - sent_ms))
+        others = {
+            m.agent_id
+            for m in self.members.values()
+            if m.agent_id != origin and m.connected and m.role is not AgentRole.COORDINATOR
+        }
+        if others and version > 0 and len(self._spreading) < 256:
+            self._spreading.append(_Spread(origin, version, sent_ms, others))
+
+    def _seen_versions(self, agent_id: str, seen: dict[str, int]) -> None:
+        """An agent reported what it has: finish the propagation samples it completes."""
+        self.agent_versions[agent_id] = dict(seen)
+        if not self._spreading:
+            return
+        now = now_ms()
+        keep = []
+        for spread in self._spreading:
+            if seen.get(spread.origin, 0) >= spread.version:
+                spread.missing.discard(agent_id)
+            spread.missing = {
+                a for a in spread.missing if (m := self.members.get(a)) is not None and m.connected
+            }
+            if spread.missing:
+                keep.append(spread)
+            else:
+                self._propagation.append(max(0, now - spread.sent_ms))
+        self._spreading = keep
+
+    def latency_summary(self) -> dict[str, float | None]:
+        """p50/p99 (ms) of sync latency (an agent's SYNC sent -> merged here) and of
+        propagation (SYNC sent -> every other connected agent reported having it)."""
+        out: dict[str, float | None] = {}
+        for name, samples in (("sync", self._sync_latency), ("propagation", self._propagation)):
+            data = sorted(samples)
+            for q in (50, 99):
+                out[f"{name}_p{q}_ms"] = (
+                    float(data[min(len(data) - 1, len(data) * q // 100)]) if data else None
+                )
+            out[f"{name}_samples"] = float(len(data))
+        return out
 
     def _answer_patterns(
         self, conn: Connection, requester: str, ref: str, seen: dict[str, int]
@@ -1122,6 +1173,14 @@ class Coordinator:
         for m in self.members.values():
             if m.conn is not None and m.conn.is_open:
                 self._reply(m.conn, SwarmMessage.coordinator(self.agent_id, p.term, p.url))
+
+
+@dataclasses.dataclass(slots=True)
+class _Spread:
+    origin: str
+    version: int
+    sent_ms: int
+    missing: set[str]
 
 
 _ELECTION_TYPES = frozenset({MessageType.ELECTION, MessageType.VOTE, MessageType.COORDINATOR})
