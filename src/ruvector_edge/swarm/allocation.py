@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from ruvector_edge.config import AgentRole
 from ruvector_edge.errors import ConfigError, InvalidInputError
 from ruvector_edge.learning import IntelligenceSync
+from ruvector_edge.swarm.protocol import alloc_state
 from ruvector_edge.wire import TaskPayload
 
 __all__ = [
@@ -193,11 +194,6 @@ class CapabilityMatch(AllocationStrategy):
         top = [c for s, c in scored if s == best]
         low = min(c.load for c in top)
         return self._cursor.pick([c for c in top if c.load == low])
-
-
-def alloc_state(task_type: str) -> str:
-    """The learning state under which allocation outcomes for ``task_type`` are kept."""
-    return f"alloc:{task_type}"
 
 
 def candidate_actions(cand: Candidate) -> list[str]:

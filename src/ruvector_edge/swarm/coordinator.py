@@ -50,8 +50,8 @@ from ruvector_edge.identity import PeerInfo as LinkPeer
 from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import VectorMemory
 from ruvector_edge.swarm.allocation import AllocationStrategy, Candidate, create_allocator, eligible
-from ruvector_edge.swarm.election import LeaderElection
-from ruvector_edge.swarm.protocol import ROSTER_TOPIC, ErrorCode, PeerInfo
+from ruvector_edge.swarm.election import LeaderElection, Outbound
+from ruvector_edge.swarm.protocol import PEER_LINK_CAPABILITY, ROSTER_TOPIC, ErrorCode, PeerInfo
 from ruvector_edge.swarm.store import MemberRecord, StoredTask, SwarmStore
 from ruvector_edge.swarm.tasks import TaskBoard, TaskRecord, TaskState
 from ruvector_edge.transport import (
@@ -219,6 +219,8 @@ class Coordinator:
         self.members: dict[str, Member] = {}
         self.peer_coordinators: dict[str, bytes] = {}  # id -> key of admitted coordinators
         self._peer_links: dict[str, Connection] = {}
+        self._peer_ids_by_url: dict[str, str] = {}
+        self._election_saved: tuple[int, str | None] = (0, None)
         self._store: SwarmStore | None = None
         self._listener: Listener | None = None
         self._election: LeaderElection | None = None
@@ -270,6 +272,7 @@ class Coordinator:
         except BaseException:
             self._close_state()
             raise
+        self.peer_urls = [u for u in self.peer_urls if u not in (self.url, self.listen_url)]
         if self.peer_urls:
             self._election = self._new_election()
             for url in self.peer_urls:
@@ -358,7 +361,7 @@ class Coordinator:
         if self._store is not None:
             now = time.monotonic()
             for rec in self._store.members():
-                if rec.role == AgentRole.COORDINATOR.value:
+                if PEER_LINK_CAPABILITY in rec.capabilities:
                     continue
                 self.members[rec.agent_id] = Member(
                     rec.agent_id,
@@ -428,7 +431,8 @@ class Coordinator:
     def _welcome(self, peer: LinkPeer, join: JoinPayload) -> WelcomeSettings:
         role = join.agent_role
         known = self.members.get(peer.agent_id)
-        if role is not AgentRole.COORDINATOR and (known is None or not known.connected):
+        peer_link = PEER_LINK_CAPABILITY in join.capabilities
+        if not peer_link and (known is None or not known.connected):
             live = sum(1 for m in self.members.values() if m.connected)
             if live >= self.config.max_agents:
                 raise CapacityError(
@@ -459,7 +463,10 @@ class Coordinator:
         assert conn.peer is not None
         assert conn.join is not None
         peer_id = conn.peer.agent_id
-        if conn.join.agent_role is AgentRole.COORDINATOR:
+        if PEER_LINK_CAPABILITY in conn.join.capabilities:
+            if conn.join.agent_role is not AgentRole.COORDINATOR or self._election is None:
+                logger.warning("refused a coordinator link from %s: no peers configured", peer_id)
+                return
             await self._serve_peer_coordinator(conn)
             return
         member = self._register(conn)
@@ -501,6 +508,7 @@ class Coordinator:
         for rec in self.tasks.assigned_to(peer_id):  # resumed: give its tasks full time again
             rec.deadline = now + rec.task.timeout_ms / 1000.0
         logger.info("agent %s joined as %s", peer_id, member.role.value)
+        self._point_to_leader(member)
         self._notify()
         self._dispatch_soon()
         return member
@@ -1035,39 +1043,77 @@ class Coordinator:
             if raw:
                 t, _, v = raw.decode().partition(":")
                 term, voted_for = int(t), (v or None)
-        return LeaderElection(
+        self._election_saved = (term, voted_for)
+        election = LeaderElection(
             self.agent_id,
-            (),
+            self._election_peers(),
             url=self.url,
             heartbeat_interval=self.heartbeat,
             term=term,
             voted_for=voted_for,
         )
+        election.on_leader_change = self._leader_changed
+        return election
+
+    def _election_peers(self) -> list[str]:
+        # Until a peer's link is up its id is unknown; a placeholder keeps the cluster size
+        # (and so the quorum) right, so a lone coordinator cannot elect itself at start.
+        return [self._peer_ids_by_url.get(url, f"url:{url}") for url in self.peer_urls]
+
+    def _leader_changed(self, leader_id: str | None, term: int) -> None:
+        election = self._election
+        assert election is not None
+        logger.info("coordinator %s: leader of term %d is %s", self.agent_id, term, leader_id)
+        self._notify()
+        self._dispatch_soon()
+        if leader_id is None or leader_id == self.agent_id or not election.leader_url:
+            return
+        for m in self.members.values():  # agents connected here move to the leader
+            self._point_to_leader(m)
+
+    def _point_to_leader(self, member: Member) -> None:
+        election = self._election
+        if election is None or election.is_leader or not election.leader_url:
+            return
+        leader = election.leader_id
+        if leader is None or member.conn is None or not member.conn.is_open:
+            return
+        notice = SwarmMessage.new(
+            self.agent_id,
+            CoordinatorPayload(coordinator_id=leader, term=election.term, url=election.leader_url),
+            recipient=member.agent_id,
+        )
+        self._reply(member.conn, notice)
 
     async def _peer_link_loop(self, url: str) -> None:
         """Keep a link open to a peer coordinator; send it our state, take its election msgs."""
         policy = ReconnectPolicy(initial_delay=0.05, max_delay=max(0.2, self.heartbeat))
+        delays = policy.delays()
         while not self._stopping:
             try:
                 conn = await connect(
                     url,
                     self.identity,
                     role=AgentRole.COORDINATOR,
+                    capabilities=(PEER_LINK_CAPABILITY,),
                     join_token=self.join_token,
+                    # The peer answers on its own link, so this one is quiet by design.
                     options=self.options.replace(
-                        reconnect=None, connect_timeout=2 * self.heartbeat + 1
+                        reconnect=None, connect_timeout=2 * self.heartbeat + 1, idle_timeout=None
                     ),
                 )
             except AuthError as exc:
                 logger.error("peer coordinator %s refused us: %s", url, exc)
                 return
             except EdgeError:
-                await asyncio.sleep(next(iter(policy.delays())))
+                await asyncio.sleep(next(delays))
                 continue
+            delays = policy.delays()
             assert conn.peer is not None
             peer_id = conn.peer.agent_id
             self.peer_coordinators[peer_id] = conn.peer.public_key
             self._peer_links[peer_id] = conn
+            self._peer_ids_by_url[url] = peer_id
             self._update_election_peers()
             try:
                 await self._peer_sync_loop(peer_id, conn)
@@ -1116,7 +1162,6 @@ class Coordinator:
         assert conn.peer is not None
         peer_id = conn.peer.agent_id
         self.peer_coordinators[peer_id] = conn.peer.public_key
-        self._update_election_peers()
         async for msg in conn:
             if msg.sender != peer_id:
                 self._reject(conn, msg, ErrorCode.FORGED_SENDER, "sender is not the link's peer")
@@ -1136,43 +1181,31 @@ class Coordinator:
 
     def _update_election_peers(self) -> None:
         if self._election is not None:
-            self._election.set_peers(self.peer_coordinators)
+            self._election.set_peers(self._election_peers())
 
     def _on_election_message(self, msg: SwarmMessage) -> None:
         if self._election is None:
             return
-        was_leader = self._election.is_leader
         self._send_election(self._election.handle(msg))
-        if self._election.is_leader != was_leader:
-            self._notify()
-            self._dispatch_soon()
 
-    def _send_election(self, outbound: Sequence[Any]) -> None:
+    def _send_election(self, outbound: Sequence[Outbound]) -> None:
         election = self._election
         if election is None:
             return
-        if outbound and self._store is not None:
-            term, voted = election.durable_state()
-            self._store.set_meta("election", f"{term}:{voted or ''}".encode())
+        durable = election.durable_state()
+        if durable != self._election_saved and self._store is not None:
+            # Raft: persist (term, voted_for) before any message reveals them.
+            self._store.set_meta("election", f"{durable[0]}:{durable[1] or ''}".encode())
+        self._election_saved = durable
         for out in outbound:
-            targets = (
-                list(self._peer_links.items())
-                if out.recipient is None
-                else [(out.recipient, self._peer_links.get(out.recipient))]
-            )
-            for _, link in targets:
-                if link is not None and link.is_open:
+            if out.recipient is None:
+                links = list(self._peer_links.values())
+            else:
+                link = self._peer_links.get(out.recipient)
+                links = [] if link is None else [link]
+            for link in links:
+                if link.is_open:
                     self._reply(link, out.message)
-            if out.message.type is MessageType.COORDINATOR:
-                self._announce_leader(out.message)
-
-    def _announce_leader(self, msg: SwarmMessage) -> None:
-        """Tell connected agents who leads (so agents of a follower move over)."""
-        p = msg.payload
-        assert isinstance(p, CoordinatorPayload)
-        for m in self.members.values():
-            if m.conn is not None and m.conn.is_open:
-                self._reply(m.conn, SwarmMessage.coordinator(self.agent_id, p.term, p.url))
 
 
 @dataclasses.dataclass(slots=True)

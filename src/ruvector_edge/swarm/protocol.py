@@ -14,6 +14,7 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "PEER_LINK_CAPABILITY",
     "ROSTER_TOPIC",
     "ErrorCode",
     "PeerInfo",
@@ -22,6 +23,9 @@ __all__ = [
 ]
 
 ROSTER_TOPIC: Final = "swarm.roster"
+#: Capability a coordinator presents when it links to a peer coordinator (elections, state
+#: exchange); other COORDINATOR-role members are clients that never receive tasks.
+PEER_LINK_CAPABILITY: Final = "swarm:coordinator-link"
 
 
 def task_state(task_type: str) -> str:

@@ -86,6 +86,7 @@ class SwarmStore:
         except OSError as exc:
             raise StorageError(f"cannot create data dir {self.data_dir}: {exc}") from exc
         self.path = self.data_dir / DB_FILE
+        self._closed = False
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -97,11 +98,11 @@ class SwarmStore:
         if version is None:
             self.set_meta("schema_version", str(_SCHEMA_VERSION).encode())
         elif int(version) != _SCHEMA_VERSION:
+            self.close()
             raise StorageError(
                 f"{self.path} has schema version {int(version)}, this build reads "
                 f"{_SCHEMA_VERSION}; use a fresh --data-dir or a matching release"
             )
-        self._closed = False
 
     # -- plumbing ----------------------------------------------------------------------
     @contextlib.contextmanager

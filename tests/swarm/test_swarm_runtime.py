@@ -1,0 +1,250 @@
+"""Coordinator + SwarmAgent in one process: sync, warm start, tasks, roles, messages,
+persistence and leader failover (real transports: inproc and WebSocket on loopback)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ruvector_edge import SwarmConfig
+from ruvector_edge.config import AgentRole
+from ruvector_edge.swarm import (
+    Coordinator,
+    SwarmAgent,
+    TaskContext,
+    TaskOutcome,
+    TaskState,
+    alloc_state,
+    task_state,
+)
+from ruvector_edge.wire import SwarmMessage
+
+FAST = {"sync_interval_ms": 50, "heartbeat_interval_ms": 100}
+_names = itertools.count()
+AgentFactory = Callable[..., Awaitable[SwarmAgent]]
+
+
+def _url(scheme: str) -> str:
+    return "ws://127.0.0.1:0" if scheme == "ws" else f"inproc://rt-{next(_names)}"
+
+
+@pytest.fixture(params=["inproc", "ws"])
+async def coordinator(request: pytest.FixtureRequest) -> AsyncIterator[Coordinator]:
+    cfg = SwarmConfig(agent_id="hub", join_token="secret", **FAST)
+    async with Coordinator(cfg, listen=_url(request.param)) as hub:
+        yield hub
+
+
+@pytest.fixture
+async def make_agent(coordinator: Coordinator) -> AsyncIterator[AgentFactory]:
+    made: list[SwarmAgent] = []
+
+    async def make(
+        agent_id: str,
+        role: AgentRole = AgentRole.WORKER,
+        capabilities: tuple[str, ...] = (),
+        handlers: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> SwarmAgent:
+        cfg = SwarmConfig(agent_id=agent_id, agent_role=role, join_token="secret", **FAST)
+        agent = SwarmAgent(cfg, capabilities=capabilities, handlers=handlers, seed=1, **kwargs)
+        await agent.join_swarm(coordinator.url, timeout=10)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        await agent.leave_swarm()
+
+
+async def _solve(ctx: TaskContext) -> TaskOutcome:
+    action = ctx.choose(["good", "bad"])
+    return TaskOutcome(True, {"echo": ctx.task.parameters}, 1.0 if action == "good" else 0.0, action)
+
+
+async def test_pattern_learned_on_one_agent_is_used_by_another(make_agent: AgentFactory) -> None:
+    a, b = await make_agent("a"), await make_agent("b")
+    assert b.get_best_action("edit_rs", ["rust-dev", "py-dev"]) is None
+    a.learn("edit_rs", "rust-dev", 0.95)
+    a.learn("edit_rs", "py-dev", 0.2)
+    await a.sync_now()
+    await b.sync_now()
+    best = b.get_best_action("edit_rs", ["rust-dev", "py-dev"])
+    assert best is not None and best[0] == "rust-dev"
+    # b holds a's entries, not copies under its own name: it never re-sends them.
+    assert {e.origin for e in b.intelligence.entries()} == {"a"}
+
+
+async def test_memories_sync_and_new_agents_warm_start(
+    coordinator: Coordinator, make_agent: AgentFactory
+) -> None:
+    a = await make_agent("a")
+    a.learn("review", "careful", 0.9)
+    vec = np.array([0.1, 0.9, 0.2, 0.0], dtype=np.float32)
+    a.store_memory("auth flow uses signed JWTs", vec, {"topic": "auth"})
+    await a.sync_now()
+    assert coordinator.memory.stats().entries == 1
+    late = await make_agent("late")  # join_swarm waits for the warm start
+    await late.sync_now()
+    assert late.get_best_action("review", ["careful", "fast"]) is not None
+    hits = late.search_memory(vec, 1)
+    assert hits and hits[0][0] == "auth flow uses signed JWTs"
+
+
+async def test_tasks_run_learn_and_feed_the_allocator(
+    coordinator: Coordinator, make_agent: AgentFactory
+) -> None:
+    workers = [await make_agent(f"w{i}", handlers={"fix": _solve}) for i in range(2)]
+    ids = [coordinator.submit_task("fix", {"n": i}) for i in range(30)]
+    results = [await coordinator.wait_task(t, timeout=10) for t in ids]
+    assert all(r.success for r in results)
+    assert results[0].result == {"echo": {"n": 0}}
+    assert sum(w.get_stats().tasks_completed for w in workers) == 30
+    for w in workers:
+        await w.sync_now()
+    # Agents learned which approach works; the coordinator learned who performs.
+    merged = coordinator.intelligence.get_pattern(task_state("fix"), "good")
+    assert merged is not None and merged.value == 1.0
+    assert coordinator.intelligence.get_pattern(alloc_state("fix"), "role:worker") is not None
+    assert coordinator.tasks.counts()["done"] == 30
+
+
+async def test_an_agent_can_submit_and_get_the_result(make_agent: AgentFactory) -> None:
+    await make_agent("w", handlers={"*": _solve})
+    client = await make_agent("client", role=AgentRole.COORDINATOR)
+    task_id = await client.submit_task("anything", {"x": 1})
+    result = await client.wait_task(task_id, timeout=10)
+    assert result.success and result.result == {"echo": {"x": 1}}
+
+
+async def test_specialists_only_get_matching_tasks_and_scouts_file_context(
+    coordinator: Coordinator, make_agent: AgentFactory
+) -> None:
+    spec = await make_agent(
+        "spec", AgentRole.SPECIALIST, capabilities=("rust",), handlers={"*": _solve}
+    )
+    scout = await make_agent("scout", AgentRole.SCOUT, handlers={"*": _solve})
+    general = [coordinator.submit_task("docs") for _ in range(8)]
+    rusty = [coordinator.submit_task("port", required_capabilities=["rust"]) for _ in range(8)]
+    for t in general + rusty:
+        assert (await coordinator.wait_task(t, timeout=10)).success
+    assert {coordinator.task(t).history[1].split("-> ")[1] for t in general} == {"scout"}
+    assert "spec" in {coordinator.task(t).history[1].split("-> ")[1] for t in rusty}
+    assert scout.exploration > spec.exploration
+    notes = scout.memory.stats().entries
+    assert notes >= 8  # one context memory per task the scout ran
+
+
+async def test_direct_and_broadcast_messages(make_agent: AgentFactory) -> None:
+    a, b, c = await make_agent("a"), await make_agent("b"), await make_agent("c")
+    got: dict[str, list[Any]] = {"b": [], "c": []}
+    done = asyncio.Event()
+
+    def on_b(msg: SwarmMessage) -> None:
+        got["b"].append((msg.sender, msg.payload))
+        if len(got["b"]) == 2 and got["c"]:
+            done.set()
+
+    def on_c(msg: SwarmMessage) -> None:
+        got["c"].append(msg.sender)
+        if len(got["b"]) == 2:
+            done.set()
+
+    b.on_message("*", on_b)
+    c.on_message("news", on_c)
+    await a.send_message("b", "hello", {"x": 1})
+    await a.broadcast("news", "all")
+    await asyncio.wait_for(done.wait(), 5)
+    assert [s for s, _ in got["b"]] == ["a", "a"] and got["c"] == ["a"]
+    peers = await a.refresh_peers()
+    assert {p.agent_id for p in peers} == {"a", "b", "c"}
+    assert a.get_peers() == peers
+
+
+async def test_leave_requeues_running_tasks_to_another_agent(
+    coordinator: Coordinator, make_agent: AgentFactory
+) -> None:
+    started = asyncio.Event()
+
+    async def stuck(ctx: TaskContext) -> TaskOutcome:
+        started.set()
+        await asyncio.sleep(3600)
+        return TaskOutcome()
+
+    quitter = await make_agent("quitter", handlers={"job": stuck})
+    tid = coordinator.submit_task("job")
+    await asyncio.wait_for(started.wait(), 5)
+    await make_agent("steady", handlers={"job": _solve})
+    await quitter.leave_swarm()
+    result = await coordinator.wait_task(tid, timeout=10)
+    rec = coordinator.task(tid)
+    assert result.success and rec.attempts == 2 and rec.state is TaskState.DONE
+    assert "quitter" not in {p.agent_id for p in coordinator.roster()}
+
+
+async def test_restart_with_data_dir_keeps_patterns_memories_and_tasks(tmp_path: Path) -> None:
+    cfg = SwarmConfig(agent_id="hub", join_token="t", data_dir=tmp_path, **FAST)
+    url = f"inproc://persist-{next(_names)}"
+    async with Coordinator(cfg, listen=url) as hub:
+        agent = SwarmAgent(SwarmConfig(agent_id="a", join_token="t", **FAST))
+        await agent.join_swarm(hub.url)
+        agent.learn("s", "x", 0.7)
+        agent.store_memory("kept", [1.0, 0.0, 0.0])
+        await agent.sync_now()
+        waiting = hub.submit_task("nobody-handles-this-yet")
+        await agent.leave_swarm()
+    async with Coordinator(cfg, listen=url) as again:
+        assert again.intelligence.get_pattern("s", "x") is not None
+        assert again.memory.stats().entries == 1
+        assert again.task(waiting).state is TaskState.PENDING
+        worker = SwarmAgent(
+            SwarmConfig(agent_id="w", join_token="t", **FAST), handlers={"*": _solve}
+        )
+        await worker.join_swarm(again.url)
+        assert (await again.wait_task(waiting, timeout=10)).success
+        await worker.leave_swarm()
+
+
+async def test_coordinators_elect_a_leader_and_agents_fail_over() -> None:
+    urls = [f"inproc://elect-{next(_names)}" for _ in range(3)]
+    hubs = [
+        await Coordinator(
+            SwarmConfig(agent_id=f"c{i}", join_token="t", **FAST), listen=u, peers=urls
+        ).start()
+        for i, u in enumerate(urls)
+    ]
+    agent = SwarmAgent(SwarmConfig(agent_id="w", join_token="t", **FAST), handlers={"*": _solve})
+    try:
+
+        def leaders() -> list[Coordinator]:
+            return [h for h in hubs if not h._stopping and h.is_leader]
+
+        await hubs[0].wait_until(lambda: len(leaders()) == 1, timeout=10)
+        leader = leaders()[0]
+        follower = next(h for h in hubs if h is not leader)
+        await agent.join_swarm(follower.url)
+        await leader.wait_until(lambda: leader.connected_agents() == 1, timeout=10)
+        agent.learn("s", "x", 1.0)
+        await agent.sync_now()
+        # State converges across coordinators through the CRDT merge.
+        for hub in hubs:
+            await hub.wait_until(lambda h=hub: h.intelligence.get_pattern("s", "x") is not None, 10)
+        with pytest.raises(Exception, match="not the leader"):
+            follower.submit_task("job")
+        await leader.stop()
+        survivors = [h for h in hubs if h is not leader]
+        await survivors[0].wait_until(lambda: len(leaders()) == 1, timeout=15)
+        new = leaders()[0]
+        assert new.stats().term > 0 and new is not leader
+        await new.wait_until(lambda: new.connected_agents() == 1, timeout=15)
+        assert (await new.wait_task(new.submit_task("job"), timeout=10)).success
+    finally:
+        await agent.leave_swarm()
+        for hub in hubs:
+            await hub.stop()
