@@ -25,7 +25,7 @@ from ruvector_edge.swarm import (
 )
 from ruvector_edge.wire import SwarmMessage
 
-FAST = {"sync_interval_ms": 50, "heartbeat_interval_ms": 100}
+FAST: dict[str, Any] = {"sync_interval_ms": 50, "heartbeat_interval_ms": 100}
 _names = itertools.count()
 AgentFactory = Callable[..., Awaitable[SwarmAgent]]
 
@@ -65,7 +65,9 @@ async def make_agent(coordinator: Coordinator) -> AsyncIterator[AgentFactory]:
 
 async def _solve(ctx: TaskContext) -> TaskOutcome:
     action = ctx.choose(["good", "bad"])
-    return TaskOutcome(True, {"echo": ctx.task.parameters}, 1.0 if action == "good" else 0.0, action)
+    return TaskOutcome(
+        True, {"echo": ctx.task.parameters}, 1.0 if action == "good" else 0.0, action
+    )
 
 
 async def test_pattern_learned_on_one_agent_is_used_by_another(make_agent: AgentFactory) -> None:
@@ -76,7 +78,8 @@ async def test_pattern_learned_on_one_agent_is_used_by_another(make_agent: Agent
     await a.sync_now()
     await b.sync_now()
     best = b.get_best_action("edit_rs", ["rust-dev", "py-dev"])
-    assert best is not None and best[0] == "rust-dev"
+    assert best is not None
+    assert best[0] == "rust-dev"
     # b holds a's entries, not copies under its own name: it never re-sends them.
     assert {e.origin for e in b.intelligence.entries()} == {"a"}
 
@@ -94,7 +97,8 @@ async def test_memories_sync_and_new_agents_warm_start(
     await late.sync_now()
     assert late.get_best_action("review", ["careful", "fast"]) is not None
     hits = late.search_memory(vec, 1)
-    assert hits and hits[0][0] == "auth flow uses signed JWTs"
+    assert hits
+    assert hits[0][0] == "auth flow uses signed JWTs"
 
 
 async def test_tasks_run_learn_and_feed_the_allocator(
@@ -110,7 +114,8 @@ async def test_tasks_run_learn_and_feed_the_allocator(
         await w.sync_now()
     # Agents learned which approach works; the coordinator learned who performs.
     merged = coordinator.intelligence.get_pattern(task_state("fix"), "good")
-    assert merged is not None and merged.value == 1.0
+    assert merged is not None
+    assert merged.value == 1.0
     assert coordinator.intelligence.get_pattern(alloc_state("fix"), "role:worker") is not None
     assert coordinator.tasks.counts()["done"] == 30
 
@@ -120,7 +125,8 @@ async def test_an_agent_can_submit_and_get_the_result(make_agent: AgentFactory) 
     client = await make_agent("client", role=AgentRole.COORDINATOR)
     task_id = await client.submit_task("anything", {"x": 1})
     result = await client.wait_task(task_id, timeout=10)
-    assert result.success and result.result == {"echo": {"x": 1}}
+    assert result.success
+    assert result.result == {"echo": {"x": 1}}
 
 
 async def test_specialists_only_get_matching_tasks_and_scouts_file_context(
@@ -161,7 +167,8 @@ async def test_direct_and_broadcast_messages(make_agent: AgentFactory) -> None:
     await a.send_message("b", "hello", {"x": 1})
     await a.broadcast("news", "all")
     await asyncio.wait_for(done.wait(), 5)
-    assert [s for s, _ in got["b"]] == ["a", "a"] and got["c"] == ["a"]
+    assert [s for s, _ in got["b"]] == ["a", "a"]
+    assert got["c"] == ["a"]
     peers = await a.refresh_peers()
     assert {p.agent_id for p in peers} == {"a", "b", "c"}
     assert a.get_peers() == peers
@@ -184,7 +191,9 @@ async def test_leave_requeues_running_tasks_to_another_agent(
     await quitter.leave_swarm()
     result = await coordinator.wait_task(tid, timeout=10)
     rec = coordinator.task(tid)
-    assert result.success and rec.attempts == 2 and rec.state is TaskState.DONE
+    assert result.success
+    assert rec.attempts == 2
+    assert rec.state is TaskState.DONE
     assert "quitter" not in {p.agent_id for p in coordinator.roster()}
 
 
@@ -211,6 +220,10 @@ async def test_restart_with_data_dir_keeps_patterns_memories_and_tasks(tmp_path:
         await worker.leave_swarm()
 
 
+def _has_pattern(hub: Coordinator) -> Callable[[], bool]:
+    return lambda: hub.intelligence.get_pattern("s", "x") is not None
+
+
 async def test_coordinators_elect_a_leader_and_agents_fail_over() -> None:
     urls = [f"inproc://elect-{next(_names)}" for _ in range(3)]
     hubs = [
@@ -234,14 +247,15 @@ async def test_coordinators_elect_a_leader_and_agents_fail_over() -> None:
         await agent.sync_now()
         # State converges across coordinators through the CRDT merge.
         for hub in hubs:
-            await hub.wait_until(lambda h=hub: h.intelligence.get_pattern("s", "x") is not None, 10)
+            await hub.wait_until(_has_pattern(hub), 10)
         with pytest.raises(Exception, match="not the leader"):
             follower.submit_task("job")
         await leader.stop()
         survivors = [h for h in hubs if h is not leader]
         await survivors[0].wait_until(lambda: len(leaders()) == 1, timeout=15)
         new = leaders()[0]
-        assert new.stats().term > 0 and new is not leader
+        assert new.stats().term > 0
+        assert new is not leader
         await new.wait_until(lambda: new.connected_agents() == 1, timeout=15)
         assert (await new.wait_task(new.submit_task("job"), timeout=10)).success
     finally:

@@ -24,7 +24,8 @@ def test_submit_is_idempotent_and_pending_is_priority_ordered() -> None:
     board.submit(_task("low", 0), "c")
     board.submit(_task("high", 5), "c")
     rec, new = board.submit(_task("low", 9), "c")
-    assert not new and rec.task.priority == 0
+    assert not new
+    assert rec.task.priority == 0
     assert [r.task_id for r in board.pending()] == ["high", "low"]
 
 
@@ -34,11 +35,15 @@ def test_result_accepted_only_from_assignee_and_only_once() -> None:
     board.assign("t1", "a", now=0.0)
     assert board.in_flight("a") == 1
     rec, accepted = board.complete("b", _ok())
-    assert not accepted and rec.state is TaskState.ASSIGNED
+    assert not accepted
+    assert rec.state is TaskState.ASSIGNED
     rec, accepted = board.complete("a", _ok())
-    assert accepted and rec.state is TaskState.DONE and board.in_flight("a") == 0
+    assert accepted
+    assert rec.state is TaskState.DONE
+    assert board.in_flight("a") == 0
     rec, accepted = board.complete("a", _ok())
-    assert not accepted and rec.state is TaskState.DONE
+    assert not accepted
+    assert rec.state is TaskState.DONE
 
 
 def test_failed_attempt_retries_excluding_the_agent_until_max_attempts() -> None:
@@ -46,10 +51,13 @@ def test_failed_attempt_retries_excluding_the_agent_until_max_attempts() -> None
     board.submit(_task(), "c")
     board.assign("t1", "a", now=0.0)
     rec, accepted = board.complete("a", _ok(success=False))
-    assert accepted and rec.state is TaskState.PENDING and rec.excluded == {"a"}
+    assert accepted
+    assert rec.state is TaskState.PENDING
+    assert rec.excluded == {"a"}
     board.assign("t1", "b", now=0.0)
     rec, _ = board.complete("b", _ok(success=False))
-    assert rec.state is TaskState.FAILED and rec.attempts == 2
+    assert rec.state is TaskState.FAILED
+    assert rec.attempts == 2
 
 
 def test_timeouts_and_lost_agents_requeue() -> None:
@@ -64,10 +72,12 @@ def test_timeouts_and_lost_agents_requeue() -> None:
     assert board.get("t1").state is TaskState.PENDING
     lost = board.agent_lost("b")
     assert [r.task_id for r in lost] == ["t2"]
-    assert board.get("t2").state is TaskState.PENDING and board.get("t2").lost_assignee == "b"
+    assert board.get("t2").state is TaskState.PENDING
+    assert board.get("t2").lost_assignee == "b"
     # The lost agent may still deliver while nobody else took the task ...
     rec, accepted = board.complete("b", _ok("t2"))
-    assert accepted and rec.state is TaskState.DONE
+    assert accepted
+    assert rec.state is TaskState.DONE
     # ... but not once another agent holds it.
     board.assign("t1", "c", now=20.0)
     _, accepted = board.complete("a", _ok("t1"))
@@ -94,9 +104,11 @@ def test_record_round_trip_and_restore_keeps_assignment_for_grace() -> None:
     blobs = [r.to_bytes() for r in board.records()]
     fresh = TaskBoard()
     fresh.restore([TaskRecord.from_bytes(b) for b in blobs], now=100.0, grace=3.0)
-    assert fresh.get("t1").state is TaskState.ASSIGNED and fresh.in_flight("a") == 1
+    assert fresh.get("t1").state is TaskState.ASSIGNED
+    assert fresh.in_flight("a") == 1
     assert [r.task_id for r in fresh.pending()] == ["t2"]
-    assert fresh.expired(102.0) == [] and [r.task_id for r in fresh.expired(103.5)] == ["t1"]
+    assert fresh.expired(102.0) == []
+    assert [r.task_id for r in fresh.expired(103.5)] == ["t1"]
 
 
 def test_forget_finished_keeps_the_newest() -> None:
@@ -106,7 +118,8 @@ def test_forget_finished_keeps_the_newest() -> None:
         board.assign(f"t{i}", "a", now=0.0)
         board.complete("a", _ok(f"t{i}"))
     dropped = board.forget_finished(keep=2)
-    assert len(dropped) == 3 and len(board) == 2
+    assert len(dropped) == 3
+    assert len(board) == 2
 
 
 @given(
