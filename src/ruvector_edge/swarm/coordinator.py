@@ -965,7 +965,7 @@ class Coordinator:
         if self._store is not None:
             dropped = self.tasks.forget_finished(self.finished_task_retention)
             self._store.delete_tasks(dropped)
-            if len(self._store.pattern_log()) >= self.compact_every:
+            if self._store.pattern_log_length >= self.compact_every:
                 self._compact(self._store)
         if self._election is not None:
             self._send_election(self._election.tick())

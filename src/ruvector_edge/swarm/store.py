@@ -94,6 +94,7 @@ class SwarmStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open swarm database {self.path}: {exc}") from exc
+        self._log_rows = int(self._query("SELECT COUNT(*) FROM pattern_log")[0][0])
         version = self.get_meta("schema_version")
         if version is None:
             self.set_meta("schema_version", str(_SCHEMA_VERSION).encode())
@@ -225,8 +226,13 @@ class SwarmStore:
         """Append one merged pattern delta to the log; returns the log length."""
         with self._tx() as db:
             db.execute("INSERT INTO pattern_log (origin, blob) VALUES (?, ?)", (origin, blob))
-            (count,) = db.execute("SELECT COUNT(*) FROM pattern_log").fetchone()
-        return int(count)
+        self._log_rows += 1
+        return self._log_rows
+
+    @property
+    def pattern_log_length(self) -> int:
+        """Rows in the pattern log (deltas since the last compaction)."""
+        return self._log_rows
 
     def pattern_log(self) -> list[tuple[str, bytes]]:
         """The deltas appended since the last snapshot, oldest first."""
@@ -245,3 +251,4 @@ class SwarmStore:
                 (snapshot,),
             )
             db.execute("DELETE FROM pattern_log")
+        self._log_rows = 0
