@@ -24,6 +24,7 @@ from ruvector_edge.errors import (
 )
 from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import SearchHit, TierPolicy, VectorEntry, VectorMemory
+from ruvector_edge.swarm import Coordinator, SwarmAgent, TaskContext, TaskOutcome
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "CompressionLevel",
     "ConfigError",
     "ConnectionClosedError",
+    "Coordinator",
     "DimensionError",
     "EdgeError",
     "FrameTooLargeError",
@@ -47,8 +49,11 @@ __all__ = [
     "SearchHit",
     "SlowPeerError",
     "StorageError",
+    "SwarmAgent",
     "SwarmConfig",
     "SyncError",
+    "TaskContext",
+    "TaskOutcome",
     "TensorCodec",
     "TierPolicy",
     "Transport",
