@@ -97,6 +97,7 @@ _EXPLORATION = {
 _PATTERNS_FILE = "patterns.blob"
 _KEY_FILE = "agent.key"
 _RESULT_CACHE = 10_000
+_SAVE_EVERY = 5.0  # seconds between pattern snapshots in data_dir while running
 
 
 @dataclasses.dataclass(slots=True)
@@ -278,6 +279,8 @@ class SwarmAgent:
         self._requests: dict[str, tuple[str, float]] = {}  # msg id -> (kind, sent at)
         self._last_sent = 0.0
         self._sync_rtt: float | None = None
+        self._saved_at = 0.0
+        self._saved_version = self.intelligence.local_version
         # tasks
         self._running: dict[str, asyncio.Task[None]] = {}
         self._completed: OrderedDict[str, SwarmMessage] = OrderedDict()
@@ -499,8 +502,14 @@ class SwarmAgent:
 
     def _attach(self, conn: Connection) -> None:
         assert conn.peer is not None
+        if conn.peer.agent_id != self._coordinator_id:
+            self._coord_memory_seen = 0  # another coordinator: its versions mean other things
         self._conn = conn
         self._coordinator_id = conn.peer.agent_id
+        # Send every own entry once per link: the coordinator may have lost state (no data
+        # dir) or be another one after a failover. Merging is idempotent, so this is safe.
+        self._acked_patterns = 0
+        self._acked_memory = 0
         self._pending.clear()
         self._requests.clear()
         self._connected.set()
@@ -694,6 +703,15 @@ class SwarmAgent:
             )
 
     def _sync_once(self, conn: Connection, now: float, interval: float) -> None:
+        if (
+            self.config.data_dir is not None
+            and now - self._saved_at >= _SAVE_EVERY
+            and self.intelligence.local_version != self._saved_version
+        ):
+            self._saved_version = self.intelligence.local_version
+            self._saved_at = now
+            with contextlib.suppress(OSError, EdgeError):
+                self.save_state()
         stale = now - 5 * interval
         for mid, pend in list(self._pending.items()):
             if pend.sent_at < stale:
