@@ -26,17 +26,19 @@ table the demo is meant to discover.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
+import logging
 import os
 import secrets
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -54,7 +56,6 @@ from ruvector_edge.swarm import (
     Coordinator,
     CoordinatorStats,
     SwarmAgent,
-    alloc_state,
     task_state,
 )
 from ruvector_edge.wire import (
@@ -66,13 +67,24 @@ from ruvector_edge.wire import (
     SyncPatternsPayload,
 )
 
-__all__ = ["DemoReport", "TaskRow", "agent_plan", "app", "main", "run_demo", "showcase"]
+__all__ = [
+    "DemoReport",
+    "TaskRow",
+    "agent_plan",
+    "app",
+    "main",
+    "render_report",
+    "run_demo",
+    "showcase",
+]
 
 app = typer.Typer(add_completion=False, help=__doc__)
 
 AGENT_MODULE = "ruvector_edge.cli.agent"
 HANDLERS_SPEC = "ruvector_edge.cli.demo_workload:HANDLERS"
 _TASK_TIMEOUT_MS = 10_000
+_HEARTBEAT_MS = 250
+_GRACE_S = 3.0  # after Ctrl-C: time for agents that got it too to leave on their own
 _STDERR_TAIL = 20
 
 
@@ -87,6 +99,7 @@ class TaskRow:
     attempts: int
     reward: float
     action: str | None
+    agent: str | None = None  # the agent of the final attempt
 
     @property
     def first_try(self) -> bool:
@@ -110,8 +123,10 @@ class DemoReport:
     stats: CoordinatorStats
     latency: dict[str, float | None]
     converged: bool
-    wall_s: float
-    learned: dict[str, tuple[str | None, str | None]]  # type -> (approach, capability)
+    wall_s: float  # submitting the first task -> the last result
+    startup_s: float  # coordinator start -> every agent joined
+    learned: dict[str, str | None]  # task type -> the approach the swarm rates best
+    plan: list[tuple[str, AgentRole, tuple[str, ...]]]
 
     @property
     def tenth(self) -> int:
@@ -141,6 +156,16 @@ class DemoReport:
     def last_success(self) -> float:
         """First-attempt success rate of the last tenth."""
         return self.success_rate(self.last)
+
+    def routing(self, task_type: str) -> tuple[str | None, float]:
+        """The agent that ran most ``task_type`` tasks in the last quarter of the run, and
+        its share of them."""
+        tail = self.rows[-max(1, len(self.rows) // 4) :]
+        agents = collections.Counter(r.agent for r in tail if r.task_type == task_type)
+        if not agents:
+            return None, 0.0
+        agent, count = agents.most_common(1)[0]
+        return agent, count / sum(agents.values())
 
     @property
     def paid_off(self) -> bool:
@@ -290,6 +315,12 @@ class _Swarm:
             code="agents_not_ready",
         )
 
+    async def watch(self) -> None:
+        """Return once every agent process has exited (never, for in-process agents)."""
+        if not self.children:
+            await asyncio.Event().wait()
+        await asyncio.gather(*(c.proc.wait() for c in self.children))
+
     async def close(self, *, interrupted: bool = False, timeout: float = 10.0) -> None:
         """Let every agent leave: SIGINT the children (they send LEAVE), wait, then kill."""
         await asyncio.gather(*(a.leave_swarm("demo finished") for a in self.local))
@@ -297,7 +328,7 @@ class _Swarm:
         if interrupted:
             # Ctrl-C in a terminal reached the children too: give them time to leave first.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), timeout / 2)
+                await asyncio.wait_for(asyncio.gather(*(p.wait() for p in procs)), _GRACE_S)
         for proc in procs:
             if proc.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -331,18 +362,12 @@ def _converged(coordinator: Coordinator, agent_ids: Sequence[str]) -> bool:
     return True
 
 
-def _learned(coordinator: Coordinator) -> dict[str, tuple[str | None, str | None]]:
-    """Per task type: the approach and the capability the swarm now rates best."""
-    out: dict[str, tuple[str | None, str | None]] = {}
-    intel = coordinator.intelligence
+def _learned(coordinator: Coordinator) -> dict[str, str | None]:
+    """Per task type: the approach the swarm's merged patterns now rate best."""
+    out: dict[str, str | None] = {}
     for task_type, approaches in workload.APPROACHES.items():
-        best = intel.get_best_action(task_state(task_type), approaches)
-        caps = [f"cap:{c}" for c in workload.CAPABILITIES]
-        alloc = intel.get_best_action(alloc_state(task_type), caps)
-        out[task_type] = (
-            None if best is None else best[0],
-            None if alloc is None else alloc[0].removeprefix("cap:"),
-        )
+        best = coordinator.intelligence.get_best_action(task_state(task_type), approaches)
+        out[task_type] = None if best is None else best[0]
     return out
 
 
@@ -378,9 +403,9 @@ async def run_demo(
             f"--sync-interval must be between 10 and 60000 ms, got {sync_interval_ms}"
         )
     say = console.print if console is not None else (lambda *_a, **_k: None)
-    # Agents send a heartbeat only when idle for a second, but sync every interval; the
-    # coordinator declares an agent failed after three of its heartbeats of silence.
-    heartbeat_ms = min(1000, max(250, sync_interval_ms))
+    # A short heartbeat notices a dead agent within a second; the agents get the same
+    # interval, so an idle one pings often enough not to be taken for dead.
+    heartbeat_ms = _HEARTBEAT_MS
     window = 2 * agents
     config = SwarmConfig(
         agent_id="demo-coordinator",
@@ -433,13 +458,18 @@ async def run_demo(
             await swarm.wait_joined(coordinator, agents, join_timeout)
             for agent_id, role, caps in plan:
                 say(f"  {agent_id:10} {role.value:8} capabilities: {', '.join(caps)}")
-            rows = await _run_tasks(
-                coordinator,
-                workload.make_tasks(tasks, seed),
-                window=window,
-                timeout=task_timeout,
-                on_progress=on_progress,
-                swarm=swarm,
+            startup = time.monotonic() - started
+            started = time.monotonic()
+            rows = await _watched(
+                _run_tasks(
+                    coordinator,
+                    workload.make_tasks(tasks, seed),
+                    window=window,
+                    timeout=task_timeout,
+                    on_progress=on_progress,
+                    swarm=swarm,
+                ),
+                swarm,
             )
             wall = time.monotonic() - started
             ids = [agent_id for agent_id, _, _ in plan]
@@ -462,16 +492,46 @@ async def run_demo(
                 latency=coordinator.latency_summary(),
                 converged=converged,
                 wall_s=wall,
+                startup_s=startup,
                 learned=_learned(coordinator),
+                plan=plan,
             )
         except asyncio.CancelledError:
             interrupted = True
             raise
         finally:
+            # Links closing while a last reply is in flight are expected now, not news.
+            transport_log = logging.getLogger("ruvector_edge.transport")
+            level = transport_log.level
+            transport_log.setLevel(logging.ERROR)
             try:
                 await swarm.close(interrupted=interrupted)
             finally:
-                await coordinator.stop()
+                try:
+                    await coordinator.stop()
+                finally:
+                    transport_log.setLevel(level)
+
+
+async def _watched(work: Coroutine[Any, Any, list[TaskRow]], swarm: _Swarm) -> list[TaskRow]:
+    """Run ``work``, failing fast if every agent process exits meanwhile (a lone agent
+    may die: the coordinator hands its tasks to the others)."""
+    job = asyncio.ensure_future(work)
+    watch = asyncio.ensure_future(swarm.watch())
+    try:
+        await asyncio.wait([job, watch], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not job.done():
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+    if job.cancelled():
+        raise TransportError(
+            f"every agent process exited before the tasks were done.\n{swarm.failure_report()}",
+            code="agents_gone",
+        )
+    return job.result()
 
 
 async def _run_tasks(
@@ -503,6 +563,7 @@ async def _run_tasks(
                     f"{swarm.failure_report()}",
                     code="task_timeout",
                 ) from None
+            agent = result.result.get("agent") if isinstance(result.result, dict) else None
             row = TaskRow(
                 index,
                 task_type,
@@ -510,6 +571,7 @@ async def _run_tasks(
                 coordinator.task(task_id).attempts,
                 float(result.reward),
                 result.action,
+                agent if isinstance(agent, str) else None,
             )
             rows[index] = row
             if on_progress is not None:
@@ -581,35 +643,41 @@ def render_report(console: Console, report: DemoReport) -> None:
     table.add_row("pattern syncs merged", str(s.pattern_syncs), "")
     table.add_row("memories synced", f"{s.memories} ({s.memory_syncs} memory syncs)", "")
     table.add_row(
-        "sync latency p50 / p99",
+        "sync latency p50/p99",
         f"{_ms(lat.get('sync_p50_ms'))} / {_ms(lat.get('sync_p99_ms'))}",
         f"{int(lat.get('sync_samples') or 0)} samples",
     )
     table.add_row(
-        "pattern reaches all agents p50 / p99",
+        "pattern -> all agents p50/p99",
         f"{_ms(lat.get('propagation_p50_ms'))} / {_ms(lat.get('propagation_p99_ms'))}",
         f"{int(lat.get('propagation_samples') or 0)} samples",
     )
     table.add_row("all agents hold all patterns", "yes" if report.converged else "not yet", "")
+    table.add_row("agents up after", f"{report.startup_s:.1f} s", "")
     table.add_row(
-        "wall time",
+        "tasks took",
         f"{report.wall_s:.1f} s",
         f"{len(report.rows) / max(report.wall_s, 1e-9):.0f} tasks/s",
     )
     console.print(table)
 
     truth = workload.reveal()
-    learned = Table(title="what the swarm learned vs the hidden table (revealed now)")
-    for col in ("task type", "learned approach", "hidden best", "routed to", "hidden best cap"):
+    caps = {agent_id: c for agent_id, _, c in report.plan}
+    learned = Table(
+        title="what the swarm learned vs the hidden table (revealed now)",
+        caption="runs on: the agent that ran most of the type's tasks in the last quarter",
+    )
+    for col in ("task type", "approach learned", "runs on", "hidden best"):
         learned.add_column(col)
-    for task_type, (approach, cap) in report.learned.items():
+    for task_type, approach in report.learned.items():
         best_cap, best_approach = truth[task_type]
+        agent, share = report.routing(task_type)
+        right_agent = best_cap in caps.get(agent or "", ())
         learned.add_row(
             task_type,
-            _mark(approach, best_approach),
-            best_approach,
-            _mark(cap, best_cap),
-            best_cap,
+            _mark(approach, approach == best_approach),
+            _mark(None if agent is None else f"{agent} {_pct(share)}", right_agent),
+            f"{best_cap}/{best_approach}",
         )
     console.print(learned)
     console.print(
@@ -624,10 +692,10 @@ def render_report(console: Console, report: DemoReport) -> None:
         console.print(f"[bold red]learning did not pay off: success {before} -> {after}[/]")
 
 
-def _mark(value: str | None, truth: str) -> str:
+def _mark(value: str | None, right: bool) -> str:
     if value is None:
         return "[dim]-"
-    return f"[green]{value}" if value == truth else f"[yellow]{value}"
+    return f"[green]{value} ✓" if right else f"[yellow]{value} ✗"
 
 
 # ============================================================================ showcase
