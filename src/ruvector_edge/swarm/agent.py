@@ -689,7 +689,11 @@ class SwarmAgent:
     # ================================================================ syncing
     async def _sync_loop(self, conn: Connection) -> None:
         interval = self.config.sync_interval_ms / 1000.0
-        heartbeat = self.config.heartbeat_interval_ms / 1000.0
+        heartbeat_ms = self.config.heartbeat_interval_ms
+        if conn.welcome is not None and conn.welcome.heartbeat_interval_ms:
+            # The coordinator declares an agent failed after three of *its* intervals.
+            heartbeat_ms = min(heartbeat_ms, conn.welcome.heartbeat_interval_ms)
+        heartbeat = heartbeat_ms / 1000.0
         next_sync = 0.0
         while conn.is_open:
             now = time.monotonic()

@@ -726,7 +726,9 @@ class Connection:
             except (ConnectionClosedError, OSError) as exc:
                 if gen == self._gen and link is self._link:
                     self._drop_outq()  # undeliverable on this link, whatever happens next
-                    self._on_lost(f"write failed: {exc}", exc)
+                    # A peer that closed cleanly is not an error, only the end of the link.
+                    clean = isinstance(exc, ConnectionClosedError)
+                    self._on_lost(f"write failed: {exc}", None if clean else exc)
                 continue
             if gen != self._gen:
                 continue  # the link was replaced meanwhile; its queue was dropped
