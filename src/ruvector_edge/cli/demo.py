@@ -299,11 +299,12 @@ class _Swarm:
         finally:
             for fut in exits:
                 fut.cancel()
-        if joined.done() and joined.exception() is None:
+            if not joined.done():
+                joined.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await joined
+        if not joined.cancelled() and joined.exception() is None:
             return
-        joined.cancel()
-        with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-            await joined
         why = (
             "an agent process exited before joining"
             if any(c.proc.returncode is not None for c in self.children)
@@ -343,6 +344,10 @@ class _Swarm:
 
 
 # ============================================================================ the run
+def _is_learned(allocator: str) -> bool:
+    return allocator.strip().lower() == "learned"
+
+
 def _listen_url(transport: Transport) -> str:
     tag = f"edge-demo-{os.getpid()}-{secrets.token_hex(3)}"
     if transport is Transport.WEBSOCKET:
@@ -419,7 +424,7 @@ async def run_demo(
         config,
         listen=_listen_url(kind),
         allocator=allocator,
-        allocator_options={"seed": seed} if allocator == "learned" else None,
+        allocator_options={"seed": seed} if _is_learned(allocator) else None,
         # Room for the whole submission window on any agent, so the allocator's choice,
         # not a full agent, decides where a task goes.
         max_tasks_per_agent=window,
@@ -584,8 +589,9 @@ async def _run_tasks(
         for index, (task_type, parameters) in enumerate(tasks):
             await slots.acquire()
             for done in running:
-                if done.done() and done.exception() is not None:
-                    raise done.exception()  # type: ignore[misc]
+                failure = done.exception() if done.done() else None
+                if failure is not None:
+                    raise failure
             running.append(asyncio.ensure_future(one(index, task_type, parameters)))
         await asyncio.gather(*running)
     finally:
@@ -842,10 +848,6 @@ def run(
         return
     try:
         kind = Transport.parse(transport)
-        if allocator.strip().lower().replace("_", "-") not in ALLOCATORS:
-            raise ConfigError(
-                f"unknown allocator {allocator!r}; expected one of: {', '.join(ALLOCATORS)}"
-            )
         report = _run_with_progress(
             console,
             agents=agents,
