@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install the package with dev tools
 
-demo: $(STAMP)  ## run the showcase (codec + wire + identity)
+demo: $(STAMP)  ## run the learning-swarm demo (coordinator + 4 agent processes over WebSocket)
 	$(BIN)/edge-demo
 
 # One BLAS thread: small matrices run 5-8x slower when OpenBLAS threads fight over 2 cores.
