@@ -690,3 +690,22 @@ def test_copy_is_independent() -> None:
     assert got is not None
     assert got.visits == 1
     assert b.agent_id == "a"
+
+
+def test_keys_shared_by_many_origins_merge_to_the_exact_mean() -> None:
+    """Past a few origins per key the view is recomputed by a table scan, not the chain."""
+    rng = np.random.default_rng(7)
+    hub = IntelligenceSync("hub")
+    rewards: dict[tuple[str, str], list[float]] = {}
+    for i in range(40):
+        agent = IntelligenceSync(f"a{i}")
+        for state, action in (("s", "x"), ("s", "y"), (f"own{i}", "z")):
+            r = float(rng.random())
+            agent.update_pattern(state, action, r)
+            rewards.setdefault((state, action), []).append(r)
+        hub.merge_peer_state(agent.agent_id, agent.serialize_state())
+    state = hub.get_state()
+    for key, values in rewards.items():
+        assert state[key].visits == len(values)
+        assert state[key].value == pytest.approx(sum(values) / len(values), rel=1e-12)
+        assert state[key].origins == len(values)

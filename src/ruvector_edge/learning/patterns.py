@@ -548,6 +548,9 @@ def _newer(new: _Entries, old: _Entries) -> NDArray[np.bool_]:
     return out
 
 
+_CHAIN_WALK = 8  # chain levels walked before _gather scans the table
+
+
 def _present(idx: U32, size: int) -> tuple[I64, I64]:
     """Distinct values of ``idx`` (sorted) and each element's position among them."""
     mask = np.zeros(size, np.bool_)
@@ -1026,10 +1029,18 @@ class PatternStore:
         seg = np.arange(keys.size)
         rows_parts: list[I64] = []
         seg_parts: list[I64] = []
-        # One pass per chain level: as many passes as the most origins any key has.
+        # One pass per chain level: as many passes as the most origins any key has. Keys
+        # that many origins share (a swarm of agents learning the same pattern) would cost
+        # one numpy round per origin, so past _CHAIN_WALK levels one vectorized scan of
+        # the whole table collects the remaining rows instead.
         while cur.size:
             rows_parts.append(cur)
             seg_parts.append(seg)
+            if len(rows_parts) == _CHAIN_WALK:
+                rest, rest_seg = self._scan_rows(keys, np.concatenate(rows_parts))
+                rows_parts.append(rest)
+                seg_parts.append(rest_seg)
+                break
             cur = nxt[cur]
             live = cur >= 0
             if not live.all():
@@ -1037,6 +1048,17 @@ class PatternStore:
         if len(rows_parts) == 1:
             return rows_parts[0], seg_parts[0]
         return np.concatenate(rows_parts), np.concatenate(seg_parts)
+
+    def _scan_rows(self, keys: I64, gathered: I64) -> tuple[I64, I64]:
+        """Rows of ``keys`` not in ``gathered``, found by one scan of the key column."""
+        column = self._rows["key"][: self._rows.n]
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        pos = np.minimum(np.searchsorted(sorted_keys, column), sorted_keys.size - 1)
+        hit = sorted_keys[pos] == column
+        hit[gathered] = False
+        found = np.flatnonzero(hit)
+        return found, order[pos[found]]
 
     def _recompute(self, keys: I64) -> None:
         """Recompute the merged view of distinct ``keys`` from their replica rows."""
