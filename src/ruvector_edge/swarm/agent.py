@@ -597,9 +597,13 @@ class SwarmAgent:
                 self._on_task(conn, p)
             case MessageType.TASK_RESULT:
                 assert isinstance(p, TaskResultPayload)
-                fut = self._results.pop(p.task_id, None)
-                if fut is not None and not fut.done():
+                fut = self._results.get(p.task_id)
+                if fut is None:
+                    fut = self._results[p.task_id] = asyncio.get_running_loop().create_future()
+                if not fut.done():
                     fut.set_result(p)
+                while len(self._results) > _RESULT_CACHE:  # oldest results first
+                    self._results.pop(next(iter(self._results)))
             case MessageType.ERROR:
                 assert isinstance(p, ErrorPayload)
                 self._on_error(p)

@@ -477,6 +477,7 @@ class Coordinator:
             if member.conn is conn:
                 member.conn = None
                 member.lost_at = time.monotonic()
+                self._forget_spreading(peer_id)
                 logger.info("agent %s disconnected (%s)", peer_id, conn.close_reason)
                 self._notify()
 
@@ -505,8 +506,11 @@ class Coordinator:
         member.conn = conn
         member.last_seen = now
         member.lost_at = None
-        for rec in self.tasks.assigned_to(peer_id):  # resumed: give its tasks full time again
+        for rec in self.tasks.assigned_to(peer_id):
+            # Resumed: full time again, and the task once more in case the agent restarted
+            # and forgot it (an agent that still runs or finished it ignores the repeat).
             rec.deadline = now + rec.task.timeout_ms / 1000.0
+            self._reply(conn, SwarmMessage.directed(self.agent_id, peer_id, rec.task))
         logger.info("agent %s joined as %s", peer_id, member.role.value)
         self._point_to_leader(member)
         self._notify()
@@ -668,19 +672,30 @@ class Coordinator:
 
     def _seen_versions(self, agent_id: str, seen: dict[str, int]) -> None:
         """An agent reported what it has: finish the propagation samples it completes."""
-        self.agent_versions[agent_id] = dict(seen)
+        self.agent_versions[agent_id] = seen
         if not self._spreading:
             return
         now = now_ms()
+        done = False
+        for spread in self._spreading:
+            missing = spread.missing
+            if agent_id in missing and seen.get(spread.origin, 0) >= spread.version:
+                missing.discard(agent_id)
+                if not missing:
+                    self._propagation.append(max(0, now - spread.sent_ms))
+                    done = True
+        if done:
+            self._spreading = [s for s in self._spreading if s.missing]
+
+    def _forget_spreading(self, agent_id: str) -> None:
+        """A member left or failed: it no longer holds back propagation samples."""
+        now = now_ms()
         keep = []
         for spread in self._spreading:
-            if seen.get(spread.origin, 0) >= spread.version:
-                spread.missing.discard(agent_id)
-            spread.missing = {
-                a for a in spread.missing if (m := self.members.get(a)) is not None and m.connected
-            }
+            spread.missing.discard(agent_id)
             if spread.missing:
-                keep.append(spread)
+                if now - spread.sent_ms < 120_000:  # samples stuck that long are dropped
+                    keep.append(spread)
             else:
                 self._propagation.append(max(0, now - spread.sent_ms))
         self._spreading = keep
@@ -867,12 +882,18 @@ class Coordinator:
             return
         now = time.monotonic()
         changed: list[TaskRecord] = []
-        for rec in list(self.tasks.pending()):
+        slots = {
+            m.agent_id: n
+            for m in live
+            if (n := self.tasks.in_flight(m.agent_id)) < self.max_tasks_per_agent
+        }
+        for rec in self.tasks.pending():
+            if not slots:
+                break  # every agent is busy: the rest wait for a result
             cands = [
                 c
                 for m in live
-                if (n := self.tasks.in_flight(m.agent_id)) < self.max_tasks_per_agent
-                and eligible(rec.task, c := m.candidate(n))
+                if m.agent_id in slots and eligible(rec.task, c := m.candidate(slots[m.agent_id]))
             ]
             if not cands:
                 continue
@@ -885,6 +906,10 @@ class Coordinator:
             self.tasks.assign(rec.task_id, choice.agent_id, now)
             changed.append(rec)
             self._dispatched += 1
+            if slots[choice.agent_id] + 1 >= self.max_tasks_per_agent:
+                del slots[choice.agent_id]
+            else:
+                slots[choice.agent_id] += 1
             if not self._reply(
                 target.conn, SwarmMessage.directed(self.agent_id, choice.agent_id, rec.task)
             ):
@@ -908,6 +933,8 @@ class Coordinator:
         self._retried += sum(1 for r in changed if r.state is TaskState.PENDING)
         self._persist(*changed)
         self.members.pop(member.agent_id, None)
+        self.agent_versions.pop(member.agent_id, None)
+        self._forget_spreading(member.agent_id)
         self._notify()
         self._dispatch_soon()
 

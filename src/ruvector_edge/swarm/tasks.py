@@ -12,8 +12,8 @@ Pure logic: no I/O, no clock of its own (``now`` is passed in, monotonic seconds
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
-import heapq
 import itertools
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
@@ -136,7 +136,7 @@ class TaskBoard:
             raise InvalidInputError(f"max_attempts must be >= 1, got {max_attempts}")
         self.max_attempts = max_attempts
         self._tasks: dict[str, TaskRecord] = {}
-        self._pending: list[tuple[int, int, str]] = []  # (-priority, order, id)
+        self._pending: list[tuple[int, int, str]] = []  # sorted (-priority, order, id)
         self._order = itertools.count()
         self._by_agent: dict[str, set[str]] = {}
 
@@ -174,9 +174,9 @@ class TaskBoard:
         return out
 
     def pending(self) -> Iterator[TaskRecord]:
-        """Pending tasks, highest priority first, then oldest (lazy; skips stale heap items)."""
+        """Pending tasks, highest priority first, then oldest (lazy; skips stale entries)."""
         seen: set[str] = set()
-        for _, _, tid in sorted(self._pending):
+        for _, _, tid in list(self._pending):  # kept sorted by bisect.insort
             rec = self._tasks.get(tid)
             if rec is not None and rec.state is TaskState.PENDING and tid not in seen:
                 seen.add(tid)
@@ -312,11 +312,10 @@ class TaskBoard:
         rec.deadline = None
 
     def _push_pending(self, rec: TaskRecord) -> None:
-        heapq.heappush(self._pending, (-rec.task.priority, next(self._order), rec.task_id))
+        bisect.insort(self._pending, (-rec.task.priority, next(self._order), rec.task_id))
         if len(self._pending) > 4 * len(self._tasks) + 64:
             self._pending = [
                 item
                 for item in self._pending
                 if (r := self._tasks.get(item[2])) is not None and r.state is TaskState.PENDING
             ]
-            heapq.heapify(self._pending)
