@@ -704,8 +704,8 @@ def test_keys_shared_by_many_origins_merge_to_the_exact_mean() -> None:
             agent.update_pattern(state, action, r)
             rewards.setdefault((state, action), []).append(r)
         hub.merge_peer_state(agent.agent_id, agent.serialize_state())
-    state = hub.get_state()
+    view = hub.get_state()
     for key, values in rewards.items():
-        assert state[key].visits == len(values)
-        assert state[key].value == pytest.approx(sum(values) / len(values), rel=1e-12)
-        assert state[key].origins == len(values)
+        assert view[key].visits == len(values)
+        assert view[key].value == pytest.approx(sum(values) / len(values), rel=1e-12)
+        assert view[key].origins == len(values)
