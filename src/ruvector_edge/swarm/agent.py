@@ -885,17 +885,7 @@ class SwarmAgent:
             self._remember_result(result)
 
     def _remember_result(self, result: TaskResultPayload) -> SwarmMessage:
-        msg = SwarmMessage.task_result(
-            self.agent_id,
-            self._coordinator_id,
-            result.task_id,
-            result.success,
-            result=result.result,
-            reward=result.reward,
-            error=result.error,
-            execution_time_ms=result.execution_time_ms,
-            action=result.action,
-        )
+        msg = SwarmMessage.new(self.agent_id, result, recipient=self._coordinator_id)
         self._completed[result.task_id] = msg
         if len(self._completed) > _RESULT_CACHE:
             self._completed.popitem(last=False)
@@ -911,17 +901,7 @@ class SwarmAgent:
         self._send(conn, msg)
 
     def _send_result(self, conn: Connection, result: TaskResultPayload) -> None:
-        msg = SwarmMessage.task_result(
-            self.agent_id,
-            self._coordinator_id,
-            result.task_id,
-            result.success,
-            result=result.result,
-            reward=result.reward,
-            error=result.error,
-            execution_time_ms=result.execution_time_ms,
-            action=result.action,
-        )
+        msg = SwarmMessage.new(self.agent_id, result, recipient=self._coordinator_id)
         self._completed[result.task_id] = msg
         self._unacked_results[msg.id] = result.task_id
         self._send(conn, msg)

@@ -836,20 +836,9 @@ class Coordinator:
                 fut.set_result(rec.result)
         submitter = self.members.get(rec.submitter)
         if submitter is not None and submitter.conn is not None and submitter.conn.is_open:
-            r = rec.result
             self._reply(
                 submitter.conn,
-                SwarmMessage.task_result(
-                    self.agent_id,
-                    submitter.agent_id,
-                    r.task_id,
-                    r.success,
-                    result=r.result,
-                    reward=r.reward,
-                    error=r.error,
-                    execution_time_ms=r.execution_time_ms,
-                    action=r.action,
-                ),
+                SwarmMessage.new(self.agent_id, rec.result, recipient=submitter.agent_id),
             )
         self._notify()
 
