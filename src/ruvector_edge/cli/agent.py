@@ -290,8 +290,8 @@ def agent(
     heartbeat_interval: Annotated[
         int | None,
         typer.Option(
-            help="Send a PING when nothing else was sent for this many ms (default 1000); "
-            "keep it at or below the coordinator's --heartbeat-interval.",
+            help="Send a PING when nothing else was sent for this many ms (default 1000; "
+            "never longer than the interval the coordinator announces).",
             show_default=False,
         ),
     ] = None,

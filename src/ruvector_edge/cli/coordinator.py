@@ -57,8 +57,8 @@ SYNC_HELP = (
     "Env: SWARM_SYNC_INTERVAL. Default 1000."
 )
 HEARTBEAT_HELP = (
-    "Heartbeat interval in ms (default 1000). The coordinator declares an agent failed after "
-    "3 silent intervals, so agents must not use a longer --heartbeat-interval than this."
+    "Heartbeat interval in ms (default 1000), announced to agents on join; an agent silent "
+    "for 3 intervals is declared failed and its tasks go to others."
 )
 CONFIG_HELP = "TOML config file: SwarmConfig field names, at top level or in a 'swarm' table."
 VERBOSE_HELP = (
