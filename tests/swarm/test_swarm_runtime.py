@@ -262,3 +262,19 @@ async def test_coordinators_elect_a_leader_and_agents_fail_over() -> None:
         await agent.leave_swarm()
         for hub in hubs:
             await hub.stop()
+
+
+async def test_finished_tasks_are_bounded_without_a_data_dir() -> None:
+    cfg = SwarmConfig(agent_id="hub", join_token="t", **FAST)
+    url = f"inproc://retain-{next(_names)}"
+    async with Coordinator(cfg, listen=url, finished_task_retention=5) as hub:
+        worker = SwarmAgent(
+            SwarmConfig(agent_id="w", join_token="t", **FAST), handlers={"*": _solve}
+        )
+        await worker.join_swarm(hub.url)
+        ids = [hub.submit_task("job") for _ in range(12)]
+        for t in ids:
+            assert (await hub.wait_task(t, timeout=10)).success
+        await hub.wait_until(lambda: len(hub.tasks) <= 5, timeout=10)
+        assert ids[-1] in hub.tasks
+        await worker.leave_swarm()

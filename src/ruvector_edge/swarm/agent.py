@@ -50,6 +50,7 @@ from ruvector_edge.errors import (
     EdgeError,
     InvalidInputError,
     TransportError,
+    TransportTimeoutError,
 )
 from ruvector_edge.identity import Identity
 from ruvector_edge.learning import IntelligenceSync
@@ -279,6 +280,7 @@ class SwarmAgent:
         self._requests: dict[str, tuple[str, float]] = {}  # msg id -> (kind, sent at)
         self._last_sent = 0.0
         self._sync_rtt: float | None = None
+        self._answered = asyncio.Event()  # set whenever a sync or pull gets its answer
         self._saved_at = 0.0
         self._saved_version = self.intelligence.local_version
         # tasks
@@ -621,6 +623,7 @@ class SwarmAgent:
                 pass
 
     def _on_ack(self, p: AckPayload) -> None:
+        self._answered.set()
         pending = self._pending.pop(p.ack_id, None)
         if pending is not None:
             self._sync_rtt = time.monotonic() - pending.sent_at
@@ -651,6 +654,7 @@ class SwarmAgent:
                 return
             self._pending.pop(p.ref_id, None)
             self._requests.pop(p.ref_id, None)
+            self._answered.set()
         logger.warning("%s: coordinator error %s: %s", self.agent_id, p.code, p.message)
 
     def _on_leader(self, conn: Connection, p: CoordinatorPayload) -> None:
@@ -773,6 +777,7 @@ class SwarmAgent:
                 self._requests[mreq.id] = ("memories", now)
 
     def _answered_request(self, kind: str) -> None:
+        self._answered.set()
         for mid, (k, _) in list(self._requests.items()):
             if k == kind:
                 del self._requests[mid]
@@ -781,21 +786,42 @@ class SwarmAgent:
         """Send what was learned since the last sync and wait (briefly) for the ACKs."""
         self._pending.clear()
         self._sync_once(conn, time.monotonic(), self.config.sync_interval_ms / 1000.0)
-        deadline = time.monotonic() + min(5.0, self.options.close_timeout)
-        while self._pending and conn.is_open and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
+        with contextlib.suppress(EdgeError):
+            await self._wait_answered(conn, min(5.0, self.options.close_timeout), requests=False)
 
     async def sync_now(self, timeout: float = 10.0) -> None:
-        """Push own changes, pull the swarm's, and wait until both were answered."""
+        """Push own changes, pull the swarm's, and wait until both were answered.
+
+        Raises ``TransportError`` if the link drops meanwhile, ``TransportTimeoutError``
+        if the coordinator does not answer within ``timeout`` seconds.
+        """
         conn = self._conn
         if conn is None or not conn.is_open:
             raise TransportError(f"{self.agent_id} is not connected", code="link_down")
         self._pending.clear()
         self._requests.clear()
         self._sync_once(conn, time.monotonic(), self.config.sync_interval_ms / 1000.0)
-        async with asyncio.timeout(timeout):
-            while self._pending or self._requests:
-                await asyncio.sleep(0.005)
+        await self._wait_answered(conn, timeout, requests=True)
+
+    async def _wait_answered(self, conn: Connection, timeout: float, *, requests: bool) -> None:
+        """Wait until every pending sync (and, with ``requests``, pull) was answered."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self._pending or (requests and self._requests):
+            if not conn.is_open:
+                raise TransportError(
+                    f"{self.agent_id}: the link closed before the sync was answered",
+                    code="link_down",
+                )
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise TransportTimeoutError(
+                    f"{self.agent_id}: the coordinator did not answer the sync within {timeout} s"
+                )
+            self._answered.clear()
+            # The short cap re-checks the link, which closes without setting the event.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answered.wait(), min(remaining, 0.25))
 
     def _send(self, conn: Connection, msg: SwarmMessage) -> bool:
         try:

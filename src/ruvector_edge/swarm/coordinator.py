@@ -978,11 +978,12 @@ class Coordinator:
                 self._finished(rec)
         if expired:
             self._persist(*expired)
-        if self._store is not None:
+        if len(self.tasks) > self.finished_task_retention:  # bounded with or without a store
             dropped = self.tasks.forget_finished(self.finished_task_retention)
-            self._store.delete_tasks(dropped)
-            if self._store.pattern_log_length >= self.compact_every:
-                self._compact(self._store)
+            if self._store is not None:
+                self._store.delete_tasks(dropped)
+        if self._store is not None and self._store.pattern_log_length >= self.compact_every:
+            self._compact(self._store)
         if self._election is not None:
             self._send_election(self._election.tick())
         self._dispatch_soon()
