@@ -285,8 +285,9 @@ class SwarmAgent:
         self._saved_version = self.intelligence.local_version
         # tasks
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._completed: OrderedDict[str, SwarmMessage] = OrderedDict()
-        self._unacked_results: dict[str, str] = {}  # msg id -> task id
+        self._completed: OrderedDict[str, TaskResultPayload] = OrderedDict()
+        self._unacked: set[str] = set()  # task ids whose result the coordinator has not ACKed
+        self._result_msgs: dict[str, str] = {}  # TASK_RESULT msg id -> task id
         self._submit_acks: dict[str, asyncio.Future[str]] = {}
         self._results: dict[str, asyncio.Future[TaskResultPayload]] = {}
         self._roster: list[PeerInfo] = []
@@ -517,11 +518,9 @@ class SwarmAgent:
         self._connected.set()
         logger.info("%s joined %s via %s", self.agent_id, self._coordinator_id, conn.url)
         # Results not yet acknowledged by the coordinator are sent again.
-        for msg_id, task_id in list(self._unacked_results.items()):
-            cached = self._completed.get(task_id)
-            del self._unacked_results[msg_id]
-            if cached is not None:
-                self._send_result(conn, cached.payload)  # type: ignore[arg-type]
+        self._result_msgs.clear()
+        for task_id in list(self._unacked):
+            self._send_result(conn, task_id)
 
     async def _supervise(self) -> None:
         """Run the session loops; redial when the link drops, until leaving."""
@@ -635,8 +634,9 @@ class SwarmAgent:
         if self._requests.pop(p.ack_id, None) is not None:
             self._warm.set()  # "up-to-date": nothing newer than what this agent has
             return
-        task_id = self._unacked_results.pop(p.ack_id, None)
+        task_id = self._result_msgs.pop(p.ack_id, None)
         if task_id is not None:
+            self._unacked.discard(task_id)
             return
         fut = self._submit_acks.pop(p.ack_id, None)
         if fut is not None and not fut.done():
@@ -834,9 +834,9 @@ class SwarmAgent:
 
     # ================================================================ tasks
     def _on_task(self, conn: Connection, task: TaskPayload) -> None:
-        cached = self._completed.get(task.task_id)
-        if cached is not None:  # ran it already: the result was lost, not the work
-            self._send_result(conn, cached.payload)  # type: ignore[arg-type]
+        if task.task_id in self._completed:  # ran it already: the result was lost, not the work
+            self._unacked.add(task.task_id)
+            self._send_result(conn, task.task_id)
             return
         if task.task_id in self._running:
             return
@@ -908,29 +908,32 @@ class SwarmAgent:
         if conn is not None:
             self._finish_task(conn, result)
         else:
-            self._remember_result(result)
+            self._record_result(result)  # sent when the link is back
 
-    def _remember_result(self, result: TaskResultPayload) -> SwarmMessage:
-        msg = SwarmMessage.new(self.agent_id, result, recipient=self._coordinator_id)
-        self._completed[result.task_id] = msg
+    def _record_result(self, result: TaskResultPayload) -> None:
+        """Keep a result until the coordinator ACKs it (and longer, to answer repeats)."""
+        self._completed[result.task_id] = result
         if len(self._completed) > _RESULT_CACHE:
             self._completed.popitem(last=False)
-        self._unacked_results[msg.id] = result.task_id
+        self._unacked.add(result.task_id)
         if result.success:
             self._done += 1
         else:
             self._failed += 1
-        return msg
 
     def _finish_task(self, conn: Connection, result: TaskResultPayload) -> None:
-        msg = self._remember_result(result)
-        self._send(conn, msg)
+        self._record_result(result)
+        self._send_result(conn, result.task_id)
 
-    def _send_result(self, conn: Connection, result: TaskResultPayload) -> None:
+    def _send_result(self, conn: Connection, task_id: str) -> None:
+        """Send a kept result to the current coordinator (a fresh message each time)."""
+        result = self._completed.get(task_id)
+        if result is None:
+            self._unacked.discard(task_id)
+            return
         msg = SwarmMessage.new(self.agent_id, result, recipient=self._coordinator_id)
-        self._completed[result.task_id] = msg
-        self._unacked_results[msg.id] = result.task_id
-        self._send(conn, msg)
+        if self._send(conn, msg):
+            self._result_msgs[msg.id] = task_id
 
     # ---------------------------------------------------------------- as a client
     async def submit_task(
