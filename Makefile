@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install sysdeps demo test test-all lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +17,21 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)  ## create .venv and install the package with dev tools
 
+# Best effort: C FANN (Debian's libfann-dev) is the reference the neural interop tests and
+# benchmarks compare against. Without root or apt-get those tests skip and say why.
+sysdeps:  ## install Debian's libfann-dev when possible (root + apt-get)
+	@if [ ! -e /usr/include/fann.h ] && command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q libfann-dev >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libfann-dev >/dev/null 2>&1; } \
+	  || echo "sysdeps: libfann-dev could not be installed; libfann comparisons will be skipped"; \
+	fi
+
 demo: $(STAMP)  ## run the learning-swarm demo (coordinator + 4 agent processes over WebSocket)
 	$(BIN)/edge-demo
 
 # One BLAS thread: small matrices run 5-8x slower when OpenBLAS threads fight over 2 cores.
-test: $(STAMP)  ## run the test suite (slow tests included)
+test: $(STAMP) sysdeps  ## run the test suite (slow tests included)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy
@@ -33,7 +43,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-bench: $(STAMP)  ## run every benchmark; JSON results land in benchmarks/results/
+bench: $(STAMP) sysdeps  ## run every benchmark; JSON results land in benchmarks/results/
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
