@@ -278,3 +278,68 @@ async def test_finished_tasks_are_bounded_without_a_data_dir() -> None:
         await hub.wait_until(lambda: len(hub.tasks) <= 5, timeout=10)
         assert ids[-1] in hub.tasks
         await worker.leave_swarm()
+
+
+async def test_task_queue_survives_the_leader_through_replication() -> None:
+    """Queued and running tasks live on in the followers' replicas: after the leader
+    stops, the new leader runs every pending task and accepts the running one's result,
+    each task exactly once."""
+    urls = [f"inproc://repl-{next(_names)}" for _ in range(3)]
+    hubs = [
+        await Coordinator(
+            SwarmConfig(agent_id=f"r{i}", join_token="t", **FAST),
+            listen=u,
+            peers=urls,
+            max_tasks_per_agent=1,
+        ).start()
+        for i, u in enumerate(urls)
+    ]
+    release = asyncio.Event()
+    started = asyncio.Event()
+    runs: dict[str, int] = {}
+
+    async def slow(ctx: TaskContext) -> TaskOutcome:
+        runs[ctx.task.task_id] = runs.get(ctx.task.task_id, 0) + 1
+        started.set()
+        if ctx.task.parameters.get("block"):
+            await release.wait()
+        return TaskOutcome(True, {"n": ctx.task.parameters["n"]}, 1.0, "a")
+
+    agent = SwarmAgent(SwarmConfig(agent_id="w", join_token="t", **FAST), handlers={"*": slow})
+
+    def leaders() -> list[Coordinator]:
+        return [h for h in hubs if not h._stopping and h.is_leader]
+
+    try:
+        await hubs[0].wait_until(lambda: len(leaders()) == 1, timeout=10)
+        leader = leaders()[0]
+        await agent.join_swarm(leader.url)
+        first = leader.submit_task("job", {"n": 0, "block": True})
+        await asyncio.wait_for(started.wait(), 10)
+        queued = [leader.submit_task("job", {"n": n}) for n in range(1, 6)]
+        ids = [first, *queued]
+        followers = [h for h in hubs if h is not leader]
+        for hub in followers:
+
+            def replicated(h: Coordinator = hub) -> bool:
+                return all(t in h.tasks for t in ids)
+
+            await hub.wait_until(replicated, timeout=10)
+            assert hub.task(first).state is TaskState.ASSIGNED
+            assert hub.task(first).assigned_to == "w"
+            assert all(hub.task(t).state is TaskState.PENDING for t in queued)
+        await leader.stop()
+        await followers[0].wait_until(lambda: len(leaders()) == 1, timeout=15)
+        new = leaders()[0]
+        await new.wait_until(lambda: new.connected_agents() == 1, timeout=15)
+        release.set()
+        results = [await new.wait_task(t, timeout=15) for t in ids]
+        assert [r.result["n"] for r in results] == list(range(6))
+        assert all(r.success for r in results)
+        assert runs == dict.fromkeys(ids, 1)
+        assert new.stats().tasks_replicated_in >= len(ids)
+    finally:
+        release.set()
+        await agent.leave_swarm()
+        for hub in hubs:
+            await hub.stop()

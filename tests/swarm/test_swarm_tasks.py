@@ -154,3 +154,25 @@ def test_a_task_finishes_at_most_once_whatever_happens(ops: list[tuple[str, str]
         assert (rec.state is TaskState.ASSIGNED) == (rec.assigned_to is not None)
         assert board.in_flight(agent) <= 1
     assert finishes <= 1
+
+
+def test_restore_replaces_a_replica_and_moves_the_agent_index() -> None:
+    leader, replica = TaskBoard(), TaskBoard()
+    leader.submit(_task("t1", timeout_ms=60_000), "c")
+    replica.restore([TaskRecord.from_bytes(leader.get("t1").to_bytes())], now=0.0, grace=1.0)
+    assert [r.task_id for r in replica.pending()] == ["t1"]
+    leader.assign("t1", "a", now=0.0)
+    replica.restore([TaskRecord.from_bytes(leader.get("t1").to_bytes())], now=0.0, grace=1.0)
+    assert list(replica.pending()) == []
+    assert replica.in_flight("a") == 1
+    # The replica keeps what is left of the task's own timeout, not just the grace.
+    deadline = replica.get("t1").deadline
+    assert deadline is not None
+    assert deadline > 30.0
+    leader.fail_attempt("t1", "a", "lost")
+    leader.assign("t1", "b", now=1.0)
+    replica.restore([TaskRecord.from_bytes(leader.get("t1").to_bytes())], now=1.0, grace=1.0)
+    assert (replica.in_flight("a"), replica.in_flight("b")) == (0, 1)
+    replica.extend_deadlines(now=100.0, grace=5.0)
+    assert replica.get("t1").deadline == 105.0
+    assert replica.expired(104.0) == []

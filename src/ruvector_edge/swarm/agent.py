@@ -56,7 +56,13 @@ from ruvector_edge.identity import Identity
 from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import VectorMemory, hash_embedding
 from ruvector_edge.swarm.allocation import Candidate, eligible
-from ruvector_edge.swarm.protocol import ROSTER_TOPIC, ErrorCode, PeerInfo, task_state
+from ruvector_edge.swarm.protocol import (
+    COORDINATORS_TOPIC,
+    ROSTER_TOPIC,
+    ErrorCode,
+    PeerInfo,
+    task_state,
+)
 from ruvector_edge.transport import (
     Connection,
     ConnectionClosedError,
@@ -99,6 +105,7 @@ _PATTERNS_FILE = "patterns.blob"
 _KEY_FILE = "agent.key"
 _RESULT_CACHE = 10_000
 _SAVE_EVERY = 5.0  # seconds between pattern snapshots in data_dir while running
+_MAX_COORDINATOR_URLS = 16  # failover candidates taken from one coordinator list
 
 
 @dataclasses.dataclass(slots=True)
@@ -673,6 +680,14 @@ class SwarmAgent:
         self._spawn(conn.close(f"moving to leader {p.coordinator_id}"))
 
     async def _on_data(self, msg: SwarmMessage, p: DataPayload) -> None:
+        if p.topic == COORDINATORS_TOPIC and msg.sender == self._coordinator_id:
+            try:
+                urls = msgspec.convert(p.data, list[str])
+            except msgspec.ValidationError as exc:
+                raise InvalidInputError(f"bad coordinator list: {exc}") from None
+            # Failover candidates go after the ones we already know (tried in order).
+            self._urls.extend(u for u in urls[:_MAX_COORDINATOR_URLS] if u not in self._urls)
+            return
         if p.topic == ROSTER_TOPIC and msg.sender == self._coordinator_id:
             try:
                 self._roster = msgspec.convert(p.data, list[PeerInfo])

@@ -26,9 +26,11 @@ import dataclasses
 import logging
 import os
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
+
+import msgspec
 
 from ruvector_edge.config import AgentRole, SwarmConfig
 from ruvector_edge.errors import (
@@ -51,7 +53,14 @@ from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import VectorMemory
 from ruvector_edge.swarm.allocation import AllocationStrategy, Candidate, create_allocator, eligible
 from ruvector_edge.swarm.election import LeaderElection, Outbound
-from ruvector_edge.swarm.protocol import PEER_LINK_CAPABILITY, ROSTER_TOPIC, ErrorCode, PeerInfo
+from ruvector_edge.swarm.protocol import (
+    COORDINATORS_TOPIC,
+    PEER_LINK_CAPABILITY,
+    ROSTER_TOPIC,
+    TASKS_TOPIC,
+    ErrorCode,
+    PeerInfo,
+)
 from ruvector_edge.swarm.store import MemberRecord, StoredTask, SwarmStore
 from ruvector_edge.swarm.tasks import TaskBoard, TaskRecord, TaskState
 from ruvector_edge.transport import (
@@ -87,6 +96,7 @@ logger = logging.getLogger("ruvector_edge.swarm.coordinator")
 _TOKEN_FILE = "join_token"
 _KEY_FILE = "coordinator.key"
 _MISSED_HEARTBEATS = 3
+_TASK_BATCH = 256  # task records per replication message
 
 
 @dataclasses.dataclass(slots=True)
@@ -135,6 +145,7 @@ class CoordinatorStats:
     tasks_dispatched: int
     tasks_retried: int
     agents_lost: int
+    tasks_replicated_in: int
     replies_dropped: int
     rejected: int
     rejected_by_code: dict[str, int]
@@ -228,6 +239,10 @@ class Coordinator:
         self._waiters: dict[str, list[asyncio.Future[TaskResultPayload]]] = {}
         self._changed = asyncio.Event()
         self._dispatch_scheduled = False
+        # Task replication to peer coordinators: every changed record gets a sequence
+        # number; a peer link sends the records newer than what it last sent.
+        self._task_seq = 0
+        self._task_changes: OrderedDict[str, int] = OrderedDict()
         self._own_persisted = 0
         self._started = False
         self._stopping = False
@@ -239,6 +254,7 @@ class Coordinator:
         self._dispatched = 0
         self._retried = 0
         self._lost = 0
+        self._replicated_tasks = 0
         self._replies_dropped = 0
         self._rejected: dict[str, int] = {}
         # sync timing: SYNC send -> merged here; SYNC send -> every other agent has it
@@ -512,6 +528,16 @@ class Coordinator:
             rec.deadline = now + rec.task.timeout_ms / 1000.0
             self._reply(conn, SwarmMessage.directed(self.agent_id, peer_id, rec.task))
         logger.info("agent %s joined as %s", peer_id, member.role.value)
+        if self.peer_urls:  # so the agent can fail over to any coordinator of the swarm
+            self._reply(
+                conn,
+                SwarmMessage.data(
+                    self.agent_id,
+                    COORDINATORS_TOPIC,
+                    [self.url, *self.peer_urls],
+                    recipient=peer_id,
+                ),
+            )
         self._point_to_leader(member)
         self._notify()
         self._dispatch_soon()
@@ -578,6 +604,9 @@ class Coordinator:
                 self._submit_remote(conn, member, msg, p)
             case MessageType.TASK_RESULT:
                 assert isinstance(p, TaskResultPayload)
+                if not self.is_leader:  # unacknowledged: the agent resends it to the leader
+                    self._reject(conn, msg, ErrorCode.NOT_LEADER, f"send to {self.leader_id}")
+                    return
                 self._on_result(member.agent_id, p)
                 self._reply(conn, SwarmMessage.ack(self.agent_id, member.agent_id, msg.id))
             case MessageType.LEAVE:
@@ -843,6 +872,12 @@ class Coordinator:
         self._notify()
 
     def _persist(self, *recs: TaskRecord) -> None:
+        """Store changed records and queue them for replication to peer coordinators."""
+        changes = self._task_changes
+        for rec in recs:
+            self._task_seq += 1
+            changes[rec.task_id] = self._task_seq
+            changes.move_to_end(rec.task_id)
         if self._store is not None:
             self._store.put_tasks(
                 StoredTask(r.task_id, r.state.value, r.to_bytes(), r.updated_ms) for r in recs
@@ -914,7 +949,8 @@ class Coordinator:
             self._spawn(conn.close("agent left"), "close")
 
     def _drop_member(self, member: Member, why: str) -> None:
-        changed = self.tasks.agent_lost(member.agent_id)
+        # A follower's board is a replica of the leader's: only the leader retries tasks.
+        changed = self.tasks.agent_lost(member.agent_id) if self.is_leader else []
         for rec in changed:
             rec.history.append(why)
             if rec.state.finished:
@@ -954,7 +990,7 @@ class Coordinator:
                 self._lost += 1
                 logger.info("agent %s is gone; its tasks go to other agents", member.agent_id)
                 self._drop_member(member, "agent lost")
-        expired = self.tasks.expired(now)
+        expired = self.tasks.expired(now) if self.is_leader else []
         for rec in expired:
             agent = rec.assigned_to or ""
             holder = self.members.get(agent)
@@ -980,6 +1016,8 @@ class Coordinator:
             self._persist(*expired)
         if len(self.tasks) > self.finished_task_retention:  # bounded with or without a store
             dropped = self.tasks.forget_finished(self.finished_task_retention)
+            for tid in dropped:
+                self._task_changes.pop(tid, None)
             if self._store is not None:
                 self._store.delete_tasks(dropped)
         if self._store is not None and self._store.pattern_log_length >= self.compact_every:
@@ -1041,6 +1079,7 @@ class Coordinator:
             tasks_dispatched=self._dispatched,
             tasks_retried=self._retried,
             agents_lost=self._lost,
+            tasks_replicated_in=self._replicated_tasks,
             replies_dropped=self._replies_dropped,
             rejected=sum(rejected.values()),
             rejected_by_code=rejected,
@@ -1083,10 +1122,17 @@ class Coordinator:
         logger.info("coordinator %s: leader of term %d is %s", self.agent_id, term, leader_id)
         self._notify()
         self._dispatch_soon()
-        if leader_id is None or leader_id == self.agent_id or not election.leader_url:
+        if leader_id == self.agent_id:
+            # Taking over: agents of replicated assignments are still failing over to us.
+            self.tasks.extend_deadlines(time.monotonic(), self._takeover_grace())
+            return
+        if leader_id is None or not election.leader_url:
             return
         for m in self.members.values():  # agents connected here move to the leader
             self._point_to_leader(m)
+
+    def _takeover_grace(self) -> float:
+        return (_MISSED_HEARTBEATS + 1) * self.heartbeat
 
     def _point_to_leader(self, member: Member) -> None:
         election = self._election
@@ -1141,6 +1187,7 @@ class Coordinator:
     async def _peer_sync_loop(self, peer_id: str, conn: Connection) -> None:
         sent_vv: dict[str, int] = {}
         sent_mem = 0
+        sent_tasks = 0
         interval = self.config.sync_interval_ms / 1000.0
         reader = asyncio.ensure_future(self._drain_peer_link(peer_id, conn))
         try:
@@ -1164,11 +1211,49 @@ class Coordinator:
                         )
                     )
                     sent_mem = delta.version
+                if self.is_leader and self._task_seq > sent_tasks:
+                    self._replicate_tasks(peer_id, conn, sent_tasks)
+                    sent_tasks = self._task_seq
                 await asyncio.sleep(interval)
         except EdgeError as exc:
             logger.info("peer link to %s: %s", peer_id, exc)
         finally:
             reader.cancel()
+
+    def _replicate_tasks(self, peer_id: str, conn: Connection, since: int) -> None:
+        """Send ``peer_id`` every task record changed after sequence ``since``."""
+        changed: list[str] = []
+        for tid in reversed(self._task_changes):  # newest first; stop at what was sent
+            if self._task_changes[tid] <= since:
+                break
+            changed.append(tid)
+        records = [self.tasks.get(t).to_bytes() for t in reversed(changed) if t in self.tasks]
+        term = self._election.term if self._election is not None else 0
+        for i in range(0, len(records), _TASK_BATCH):
+            conn.send_nowait(
+                SwarmMessage.data(
+                    self.agent_id,
+                    TASKS_TOPIC,
+                    {"term": term, "records": records[i : i + _TASK_BATCH]},
+                    recipient=peer_id,
+                )
+            )
+
+    def _adopt_tasks(self, peer_id: str, data: object) -> None:
+        """Take task records replicated by the leader ``peer_id``."""
+        election = self._election
+        if election is None or election.leader_id != peer_id or election.is_leader:
+            logger.debug("ignored task records from %s: not our leader", peer_id)
+            return
+        if not isinstance(data, dict) or not isinstance(data.get("records"), list):
+            raise InvalidInputError("task replication needs {'term', 'records': [bytes...]}")
+        try:
+            records = [TaskRecord.from_bytes(bytes(r)) for r in data["records"]]
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError) as exc:
+            raise InvalidInputError(f"unreadable replicated task record: {exc}") from None
+        self.tasks.restore(records, time.monotonic(), grace=self._takeover_grace())
+        self._persist(*records)
+        self._replicated_tasks += len(records)
 
     async def _drain_peer_link(self, peer_id: str, conn: Connection) -> None:
         async for msg in conn:  # the peer answers VOTEs on our link
@@ -1193,6 +1278,10 @@ class Coordinator:
                     self._memory_syncs += 1
                 elif msg.type in _ELECTION_TYPES:
                     self._on_election_message(msg)
+                elif msg.type is MessageType.DATA:
+                    assert isinstance(msg.payload, DataPayload)
+                    if msg.payload.topic == TASKS_TOPIC:
+                        self._adopt_tasks(peer_id, msg.payload.data)
             except EdgeError as exc:
                 self._reject(conn, msg, exc.code, exc.message)
 

@@ -4,7 +4,8 @@
   ``(task_state(T), a)``; the coordinator's learned allocator learns
   ``(alloc_state(T), "role:<role>" | "cap:<capability>")``.
 * Error codes sent in ERROR messages (``ErrorPayload.code``).
-* The roster snapshot an agent asks for with ``DATA(topic=ROSTER_TOPIC)``.
+* The roster snapshot an agent asks for with ``DATA(topic=ROSTER_TOPIC)``; the task
+  records a leader replicates to its peers with ``DATA(topic=TASKS_TOPIC)``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Final
 import msgspec
 
 __all__ = [
+    "COORDINATORS_TOPIC",
     "PEER_LINK_CAPABILITY",
     "ROSTER_TOPIC",
+    "TASKS_TOPIC",
     "ErrorCode",
     "PeerInfo",
     "alloc_state",
@@ -23,6 +26,10 @@ __all__ = [
 ]
 
 ROSTER_TOPIC: Final = "swarm.roster"
+#: The URLs of every coordinator serving the swarm, sent to an agent when it joins.
+COORDINATORS_TOPIC: Final = "swarm.coordinators"
+#: Task records the leader replicates to its peer coordinators (``DATA`` on the peer link).
+TASKS_TOPIC: Final = "swarm.tasks"
 #: Capability a coordinator presents when it links to a peer coordinator (elections, state
 #: exchange); other COORDINATOR-role members are clients that never receive tasks.
 PEER_LINK_CAPABILITY: Final = "swarm:coordinator-link"

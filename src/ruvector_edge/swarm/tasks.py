@@ -196,15 +196,30 @@ class TaskBoard:
         return rec, True
 
     def restore(self, records: Iterable[TaskRecord], now: float, grace: float) -> None:
-        """Load persisted records after a restart. Assigned tasks keep their agent for
-        ``grace`` seconds (it may reconnect and deliver the result); then they retry."""
+        """Take records from the store after a restart, or replicated from the leader,
+        replacing any known record of the same id. Assigned tasks keep their agent for the
+        rest of their timeout and at least ``grace`` seconds (it may reconnect and deliver
+        the result); then they retry."""
         for rec in records:
+            known = self._tasks.get(rec.task_id)
+            if known is not None:
+                self._unassign(known)
             self._tasks[rec.task_id] = rec
             if rec.state is TaskState.PENDING:
                 self._push_pending(rec)
             elif rec.state is TaskState.ASSIGNED and rec.assigned_to is not None:
-                rec.deadline = now + grace
+                # The task keeps what is left of its own timeout, and at least ``grace``.
+                left = rec.task.timeout_ms / 1000.0 - max(0, now_ms() - rec.updated_ms) / 1000.0
+                rec.deadline = now + max(grace, left)
                 self._by_agent.setdefault(rec.assigned_to, set()).add(rec.task_id)
+
+    def extend_deadlines(self, now: float, grace: float) -> None:
+        """Give every assigned task at least ``grace`` more seconds (a new leader takes
+        over tasks whose agents are still on their way to it)."""
+        for ids in self._by_agent.values():
+            for tid in ids:
+                rec = self._tasks[tid]
+                rec.deadline = max(rec.deadline or now, now + grace)
 
     def assign(self, task_id: str, agent_id: str, now: float) -> TaskRecord:
         """Give a pending task to ``agent_id`` until ``now + timeout``."""
