@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _waiting import eventually
 from ruvector_edge import SwarmConfig
 from ruvector_edge.config import AgentRole
 from ruvector_edge.swarm import (
@@ -343,3 +344,42 @@ async def test_task_queue_survives_the_leader_through_replication() -> None:
         await agent.leave_swarm()
         for hub in hubs:
             await hub.stop()
+
+
+async def test_changes_are_pushed_to_subscribed_agents_without_pulls(
+    coordinator: Coordinator, make_agent: AgentFactory
+) -> None:
+    a, b = await make_agent("a"), await make_agent("b")
+    # Each agent pulls once on its link (warm start + subscription), then only gets pushes.
+    await eventually(lambda: coordinator.stats().pulls >= 2)
+    await eventually(lambda: coordinator.patterns_delivered(["a", "b"]))
+    pulls = coordinator.stats().pulls
+    a.learn("edit_rs", "rust-dev", 0.95)
+    a.store_memory("auth flow", [0.1, 0.2, 0.3, 0.4])
+    await eventually(lambda: b.get_best_action("edit_rs", ["rust-dev"]) is not None)
+    await eventually(lambda: len(b.search_memory([0.1, 0.2, 0.3, 0.4], 1)) == 1)
+    await eventually(lambda: coordinator.patterns_delivered(["a", "b"]))
+    stats = coordinator.stats()
+    assert stats.pulls == pulls  # nobody asked: the coordinator pushed
+    assert stats.pushes >= 2  # one pattern delta, one memory delta
+    assert coordinator.latency_summary()["propagation_samples"]
+
+
+async def test_an_agent_that_missed_pushes_gets_a_catch_up_delta(
+    coordinator: Coordinator, make_agent: AgentFactory
+) -> None:
+    a, b = await make_agent("a"), await make_agent("b")
+    await eventually(lambda: coordinator.patterns_delivered(["a", "b"]))
+    a.learn("s1", "x", 1.0)
+    await eventually(lambda: b.get_best_action("s1", ["x"]) is not None)
+    # As if b's pushes since its first tick had been dropped on a full send queue.
+    member = coordinator.members["b"]
+    oldest = coordinator._tick_history[0][0]
+    member.patterns_tick = oldest
+    b.intelligence = type(b.intelligence)("b")  # b forgets what it was pushed
+    catch_ups = coordinator.stats().catch_ups
+    a.learn("s2", "x", 1.0)
+    await eventually(lambda: b.get_best_action("s2", ["x"]) is not None)
+    # The catch-up covers everything since b's tick, including s1 pushed long ago.
+    assert b.get_best_action("s1", ["x"]) is not None
+    assert coordinator.stats().catch_ups > catch_ups

@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 from collections import deque
-from collections.abc import Callable
 from multiprocessing import resource_tracker
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
@@ -23,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _waiting import eventually
 from ruvector_edge.errors import ProtocolError
 from ruvector_edge.identity import Admission, Identity
 from ruvector_edge.transport import (
@@ -66,15 +66,6 @@ async def shm_listen(
     )
     assert isinstance(listener, ShmListener)
     return listener
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 # -- children (run in spawned processes) ----------------------------------------------------

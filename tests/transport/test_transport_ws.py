@@ -6,7 +6,6 @@ import asyncio
 import datetime
 import ipaddress
 import ssl
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from _waiting import eventually
 from ruvector_edge.errors import ProtocolError
 from ruvector_edge.identity import Admission, Identity
 from ruvector_edge.transport import (
@@ -34,15 +34,6 @@ COORD = Identity.from_seed(b"w" * 32, "coord")
 
 def data_msg(sender: str, size: int, seq: int = 0) -> SwarmMessage:
     return SwarmMessage.new(sender, SyncPatternsPayload(data=b"d" * size, version=seq), seq=seq)
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 async def ws_listen(

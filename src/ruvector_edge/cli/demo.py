@@ -357,16 +357,6 @@ def _listen_url(transport: Transport) -> str:
     return f"inproc://{tag}"
 
 
-def _converged(coordinator: Coordinator, agent_ids: Sequence[str]) -> bool:
-    """Every agent reported holding every pattern version the coordinator holds."""
-    ours = coordinator.intelligence.version_vector()
-    for agent_id in agent_ids:
-        seen = coordinator.agent_versions.get(agent_id, {})
-        if any(seen.get(origin, 0) < v for origin, v in ours.items()):
-            return False
-    return True
-
-
 def _learned(coordinator: Coordinator) -> dict[str, str | None]:
     """Per task type: the approach the swarm's merged patterns now rate best."""
     out: dict[str, str | None] = {}
@@ -482,11 +472,12 @@ async def run_demo(
             converged = False
             with contextlib.suppress(TimeoutError):
                 await coordinator.wait_until(
-                    lambda: _converged(coordinator, ids), timeout=20 * sync_interval_ms / 1000
+                    lambda: coordinator.patterns_delivered(ids),
+                    timeout=20 * sync_interval_ms / 1000,
                 )
                 converged = True
             if not converged:
-                converged = _converged(coordinator, ids)
+                converged = coordinator.patterns_delivered(ids)
             return DemoReport(
                 transport=kind.value,
                 url=coordinator.url,

@@ -279,6 +279,9 @@ class SwarmAgent:
         self._fatal: EdgeError | None = None
         self._connected = asyncio.Event()
         self._warm = asyncio.Event()
+        # Kinds ("patterns", "memories") the coordinator pushes on this link after our
+        # first request was answered; no per-interval pull for those.
+        self._subscribed: set[str] = set()
         # sync state
         self._acked_patterns = 0
         self._acked_memory = 0
@@ -522,6 +525,7 @@ class SwarmAgent:
         self._acked_memory = 0
         self._pending.clear()
         self._requests.clear()
+        self._subscribed.clear()
         self._connected.set()
         logger.info("%s joined %s via %s", self.agent_id, self._coordinator_id, conn.url)
         # Results not yet acknowledged by the coordinator are sent again.
@@ -587,6 +591,8 @@ class SwarmAgent:
                 assert isinstance(p, SyncPatternsPayload)
                 assert conn.peer is not None
                 if msg.sender == self._coordinator_id:
+                    # If a push cannot be merged, pull again with the full version vector.
+                    self._subscribed.discard("patterns")
                     self.intelligence.merge_peer_state(
                         msg.sender, p.data, public_key=conn.peer.public_key
                     )
@@ -596,6 +602,7 @@ class SwarmAgent:
             case MessageType.SYNC_MEMORIES:
                 assert isinstance(p, SyncMemoriesPayload)
                 if msg.sender == self._coordinator_id:
+                    self._subscribed.discard("memories")
                     self.memory.merge(p.data)
                     self._coord_memory_seen = max(self._coord_memory_seen, p.version)
                     self._memory_recv += 1
@@ -638,7 +645,9 @@ class SwarmAgent:
             elif pending.kind == "memories":
                 self._acked_memory = max(self._acked_memory, pending.version)
             return
-        if self._requests.pop(p.ack_id, None) is not None:
+        request = self._requests.pop(p.ack_id, None)
+        if request is not None:
+            self._subscribed.add(request[0])
             self._warm.set()  # "up-to-date": nothing newer than what this agent has
             return
         task_id = self._result_msgs.pop(p.ack_id, None)
@@ -729,7 +738,11 @@ class SwarmAgent:
                 max(0.005, min(next_sync, self._last_sent + heartbeat) - time.monotonic())
             )
 
-    def _sync_once(self, conn: Connection, now: float, interval: float) -> None:
+    def _sync_once(
+        self, conn: Connection, now: float, interval: float, *, pull: bool = False
+    ) -> None:
+        """Send own changes; ask for the swarm's unless the coordinator pushes them
+        (``pull`` asks anyway)."""
         if (
             self.config.data_dir is not None
             and now - self._saved_at >= _SAVE_EVERY
@@ -774,18 +787,23 @@ class SwarmAgent:
                 if self._send(conn, msg):
                     self._pending[msg.id] = _Pending("memories", delta.version, now)
                     self._memory_sent += 1
-        if "patterns" not in asked:
+        if "patterns" not in asked and (pull or "patterns" not in self._subscribed):
             req = SwarmMessage.request_patterns(
                 self.agent_id,
                 self._coordinator_id,
                 version_vector=self.intelligence.version_vector(),
+                subscribe=True,
             )
             if self._send(conn, req):
                 self._requests[req.id] = ("patterns", now)
-        if self.config.enable_memory_sync and "memories" not in asked:
+        if (
+            self.config.enable_memory_sync
+            and "memories" not in asked
+            and (pull or "memories" not in self._subscribed)
+        ):
             mreq = SwarmMessage.new(
                 self.agent_id,
-                RequestMemoriesPayload(since_version=self._coord_memory_seen),
+                RequestMemoriesPayload(since_version=self._coord_memory_seen, subscribe=True),
                 recipient=self._coordinator_id,
             )
             if self._send(conn, mreq):
@@ -793,6 +811,7 @@ class SwarmAgent:
 
     def _answered_request(self, kind: str) -> None:
         self._answered.set()
+        self._subscribed.add(kind)
         for mid, (k, _) in list(self._requests.items()):
             if k == kind:
                 del self._requests[mid]
@@ -815,7 +834,7 @@ class SwarmAgent:
             raise TransportError(f"{self.agent_id} is not connected", code="link_down")
         self._pending.clear()
         self._requests.clear()
-        self._sync_once(conn, time.monotonic(), self.config.sync_interval_ms / 1000.0)
+        self._sync_once(conn, time.monotonic(), self.config.sync_interval_ms / 1000.0, pull=True)
         await self._wait_answered(conn, timeout, requests=True)
 
     async def _wait_answered(self, conn: Connection, timeout: float, *, requests: bool) -> None:

@@ -113,6 +113,9 @@ class Member:
     lost_at: float | None = None
     reported_load: float = 0.0
     messages: int = 0
+    # Push subscriptions on the current link: the tick the member is caught up to, or -1.
+    patterns_tick: int = -1
+    memory_tick: int = -1
 
     @property
     def connected(self) -> bool:
@@ -142,6 +145,9 @@ class CoordinatorStats:
     messages_in: int
     pattern_syncs: int
     memory_syncs: int
+    pulls: int
+    pushes: int
+    catch_ups: int
     tasks_dispatched: int
     tasks_retried: int
     agents_lost: int
@@ -262,6 +268,14 @@ class Coordinator:
         self._sync_latency: deque[float] = deque(maxlen=4096)
         self._propagation: deque[float] = deque(maxlen=4096)
         self._spreading: list[_Spread] = []
+        # Pushes: every sync interval one shared delta of what changed since the last tick.
+        self._tick = 0
+        self._tick_vv: dict[str, int] = {}
+        self._tick_memory = 0
+        self._tick_history: deque[tuple[int, dict[str, int], int]] = deque(maxlen=16)
+        self._pushes = 0
+        self._pulls = 0
+        self._catch_ups = 0
         self.intelligence: IntelligenceSync
         self.memory: VectorMemory
         self.allocator: AllocationStrategy
@@ -294,6 +308,7 @@ class Coordinator:
             for url in self.peer_urls:
                 self._spawn(self._peer_link_loop(url), f"peer {url}")
         self._spawn(self._maintain(), "maintain")
+        self._spawn(self._push_loop(), "push")
         logger.info(
             "coordinator %s listening on %s (%d agents restored, %d tasks)",
             self.agent_id,
@@ -493,7 +508,6 @@ class Coordinator:
             if member.conn is conn:
                 member.conn = None
                 member.lost_at = time.monotonic()
-                self._forget_spreading(peer_id)
                 logger.info("agent %s disconnected (%s)", peer_id, conn.close_reason)
                 self._notify()
 
@@ -522,6 +536,7 @@ class Coordinator:
         member.conn = conn
         member.last_seen = now
         member.lost_at = None
+        member.patterns_tick = member.memory_tick = -1  # a new link subscribes anew
         for rec in self.tasks.assigned_to(peer_id):
             # Resumed: full time again, and the task once more in case the agent restarted
             # and forgot it (an agent that still runs or finished it ignores the repeat).
@@ -589,8 +604,11 @@ class Coordinator:
                 self._track_spread(member.agent_id, p.version, msg.ts_ms)
             case MessageType.REQUEST_PATTERNS:
                 assert isinstance(p, RequestPatternsPayload)
-                self._seen_versions(member.agent_id, p.version_vector)
+                self.agent_versions[member.agent_id] = p.version_vector
+                self._pulls += 1
                 self._answer_patterns(conn, member.agent_id, msg.id, p.version_vector)
+                if p.subscribe:  # the answer covers everything up to the current tick
+                    member.patterns_tick = self._tick
             case MessageType.SYNC_MEMORIES:
                 assert isinstance(p, SyncMemoriesPayload)
                 self.memory.merge_report(p.data, allowed_owners={member.agent_id})
@@ -599,6 +617,8 @@ class Coordinator:
             case MessageType.REQUEST_MEMORIES:
                 assert isinstance(p, RequestMemoriesPayload)
                 self._answer_memories(conn, member.agent_id, msg.id, p.since_version)
+                if p.subscribe:
+                    member.memory_tick = self._tick
             case MessageType.BROADCAST_TASK:
                 assert isinstance(p, TaskPayload)
                 self._submit_remote(conn, member, msg, p)
@@ -689,49 +709,129 @@ class Coordinator:
             self._store.append_patterns(origin, data)
 
     def _track_spread(self, origin: str, version: int, sent_ms: int) -> None:
-        now = now_ms()
-        self._sync_latency.append(max(0, now - sent_ms))
-        others = {
-            m.agent_id
-            for m in self.members.values()
-            if m.agent_id != origin and m.connected and m.role is not AgentRole.COORDINATOR
-        }
-        if others and version > 0 and len(self._spreading) < 256:
-            self._spreading.append(_Spread(origin, version, sent_ms, others))
+        self._sync_latency.append(max(0, now_ms() - sent_ms))
+        if version > 0 and len(self._spreading) < 1024:
+            self._spreading.append(_Spread(origin, version, sent_ms))
 
-    def _seen_versions(self, agent_id: str, seen: dict[str, int]) -> None:
-        """An agent reported what it has: finish the propagation samples it completes."""
-        self.agent_versions[agent_id] = seen
-        if not self._spreading:
-            return
-        now = now_ms()
-        done = False
-        for spread in self._spreading:
-            missing = spread.missing
-            if agent_id in missing and seen.get(spread.origin, 0) >= spread.version:
-                missing.discard(agent_id)
-                if not missing:
+    # ---------------------------------------------------------------- pushes
+    async def _push_loop(self) -> None:
+        interval = self.config.sync_interval_ms / 1000.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self._push_once()
+            except EdgeError:
+                logger.exception("coordinator push step failed")
+
+    def _push_once(self) -> None:
+        """Send every subscribed agent what changed since the last tick.
+
+        Agents caught up to the previous tick share one delta, encoded and signed once;
+        an agent that missed a push (full send queue, slow link) gets its own catch-up
+        delta. Repeats are harmless: merges are idempotent.
+        """
+        vv = self.intelligence.version_vector()
+        mem_version = self.memory.version
+        prev, prev_vv, prev_mem = self._tick, self._tick_vv, self._tick_memory
+        self._tick_history.append((prev, prev_vv, prev_mem))
+        tick = self._tick = prev + 1
+        self._tick_vv, self._tick_memory = vv, mem_version
+        patterns_msg = memory_msg = None
+        if vv != prev_vv:
+            patterns_msg = self._patterns_push(prev_vv, vv)
+        if mem_version != prev_mem:
+            memory_msg, self._tick_memory = self._memory_push(prev_mem)
+        behind = False
+        for m in self.members.values():
+            conn = m.conn
+            if conn is None or not conn.is_open:
+                continue
+            if m.patterns_tick >= 0:
+                if m.patterns_tick != prev:
+                    sent = self._catch_up(m, conn, patterns=True)
+                else:
+                    sent = patterns_msg is None or self._reply(conn, patterns_msg)
+                if sent:
+                    m.patterns_tick = tick
+                else:
+                    behind = True
+            if m.memory_tick >= 0:
+                if m.memory_tick != prev:
+                    sent = self._catch_up(m, conn, patterns=False)
+                else:
+                    sent = memory_msg is None or self._reply(conn, memory_msg)
+                if sent:
+                    m.memory_tick = tick
+        if patterns_msg is not None or memory_msg is not None:
+            self._notify()
+        if not behind and self._spreading:
+            now = now_ms()
+            keep = []
+            for spread in self._spreading:
+                if vv.get(spread.origin, 0) >= spread.version:
                     self._propagation.append(max(0, now - spread.sent_ms))
-                    done = True
-        if done:
-            self._spreading = [s for s in self._spreading if s.missing]
-
-    def _forget_spreading(self, agent_id: str) -> None:
-        """A member left or failed: it no longer holds back propagation samples."""
-        now = now_ms()
-        keep = []
-        for spread in self._spreading:
-            spread.missing.discard(agent_id)
-            if spread.missing:
-                if now - spread.sent_ms < 120_000:  # samples stuck that long are dropped
+                elif now - spread.sent_ms < 120_000:
                     keep.append(spread)
-            else:
-                self._propagation.append(max(0, now - spread.sent_ms))
-        self._spreading = keep
+            self._spreading = keep
+
+    def patterns_delivered(self, agent_ids: Iterable[str]) -> bool:
+        """Whether every pattern this coordinator holds was sent to each of ``agent_ids``
+        (each subscribed and caught up to the latest push)."""
+        if self.intelligence.version_vector() != self._tick_vv:
+            return False  # changes not pushed yet
+        for agent_id in agent_ids:
+            m = self.members.get(agent_id)
+            if m is None or not m.connected or m.patterns_tick != self._tick:
+                return False
+        return True
+
+    def _patterns_push(self, since: dict[str, int], vv: dict[str, int]) -> SwarmMessage:
+        data = self.intelligence.get_delta(since, identity=self.identity)
+        self._pushes += 1
+        # recipient None: one envelope for every link (each link still authenticates it).
+        return SwarmMessage.sync_patterns(self.agent_id, data, version=vv.get(self.agent_id, 0))
+
+    def _memory_push(self, since: int) -> tuple[SwarmMessage, int]:
+        """The shared memory delta after ``since`` and the version it reaches (at most
+        ``memory_batch`` entries a tick; the rest follows on the next ticks)."""
+        msg, version = self._memory_delta(since, None)
+        self._pushes += 1
+        return msg, version
+
+    def _memory_delta(self, since: int, recipient: str | None) -> tuple[SwarmMessage, int]:
+        delta = self.memory.export_delta(since, limit=self.memory_batch)
+        payload = SyncMemoriesPayload(
+            data=delta.data,
+            version=delta.version,
+            entry_count=delta.entries + delta.tombstones,
+            origin=self.agent_id,
+        )
+        return SwarmMessage.new(self.agent_id, payload, recipient=recipient), delta.version
+
+    def _catch_up(self, m: Member, conn: Connection, *, patterns: bool) -> bool:
+        """A personal delta for a member that missed a push (or several)."""
+        self._catch_ups += 1
+        held = m.patterns_tick if patterns else m.memory_tick
+        base = next((h for h in self._tick_history if h[0] == held), None)
+        if patterns:
+            since_vv = base[1] if base is not None else self.agent_versions.get(m.agent_id, {})
+            data = self.intelligence.get_delta(since_vv, identity=self.identity)
+            msg = SwarmMessage.sync_patterns(self.agent_id, data, recipient=m.agent_id)
+            return self._reply(conn, msg)
+        # Memories up to the version this tick's shared push starts from, in batches.
+        since = base[2] if base is not None else 0
+        while since < self._tick_memory:
+            msg, reached = self._memory_delta(since, m.agent_id)
+            if not self._reply(conn, msg):
+                return False
+            if reached <= since:
+                break
+            since = reached
+        return True
 
     def latency_summary(self) -> dict[str, float | None]:
         """p50/p99 (ms) of sync latency (an agent's SYNC sent -> merged here) and of
-        propagation (SYNC sent -> every other connected agent reported having it)."""
+        propagation (SYNC sent -> pushed to every subscribed agent)."""
         out: dict[str, float | None] = {}
         for name, samples in (("sync", self._sync_latency), ("propagation", self._propagation)):
             data = sorted(samples)
@@ -959,7 +1059,6 @@ class Coordinator:
         self._persist(*changed)
         self.members.pop(member.agent_id, None)
         self.agent_versions.pop(member.agent_id, None)
-        self._forget_spreading(member.agent_id)
         self._notify()
         self._dispatch_soon()
 
@@ -1076,6 +1175,9 @@ class Coordinator:
             messages_in=self._messages_in,
             pattern_syncs=self._pattern_syncs,
             memory_syncs=self._memory_syncs,
+            pulls=self._pulls,
+            pushes=self._pushes,
+            catch_ups=self._catch_ups,
             tasks_dispatched=self._dispatched,
             tasks_retried=self._retried,
             agents_lost=self._lost,
@@ -1319,7 +1421,6 @@ class _Spread:
     origin: str
     version: int
     sent_ms: int
-    missing: set[str]
 
 
 _ELECTION_TYPES = frozenset({MessageType.ELECTION, MessageType.VOTE, MessageType.COORDINATOR})

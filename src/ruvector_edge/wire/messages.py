@@ -138,6 +138,9 @@ class _RequestBase(_Payload):
     since_version: Count = 0
     max_entries: Count = 0  # 0 = no limit
     version_vector: dict[Id, Count] = msgspec.field(default_factory=dict)
+    # After answering, keep pushing what changes to the requester on this link (one
+    # shared delta per sync interval instead of a pull per agent per interval).
+    subscribe: bool = False
 
 
 class RequestPatternsPayload(_RequestBase, tag=MessageType.REQUEST_PATTERNS.value):
@@ -367,12 +370,15 @@ class SwarmMessage(msgspec.Struct, array_like=True, kw_only=True):
         since_version: int = 0,
         max_entries: int = 0,
         version_vector: dict[str, int] | None = None,
+        subscribe: bool = False,
     ) -> SwarmMessage:
-        """REQUEST_PATTERNS for entries newer than ``version_vector``."""
+        """REQUEST_PATTERNS for entries newer than ``version_vector`` (and, with
+        ``subscribe``, every later change pushed on this link)."""
         payload = RequestPatternsPayload(
             since_version=since_version,
             max_entries=max_entries,
             version_vector=dict(version_vector or {}),
+            subscribe=subscribe,
         )
         return cls.new(agent_id, payload, recipient=recipient)
 
