@@ -383,3 +383,62 @@ async def test_an_agent_that_missed_pushes_gets_a_catch_up_delta(
     # The catch-up covers everything since b's tick, including s1 pushed long ago.
     assert b.get_best_action("s1", ["x"]) is not None
     assert coordinator.stats().catch_ups > catch_ups
+
+
+async def test_federated_exports_travel_signed_and_are_aggregated() -> None:
+    from ruvector_edge.errors import EdgeError
+    from ruvector_edge.sona import EphemeralAgent, FederatedCoordinator, encode_export
+
+    dim = 16
+    fed = FederatedCoordinator.default_coordinator("hub", dim)
+    fed.set_quality_threshold(0.3)
+    cfg = SwarmConfig(agent_id="hub", join_token="t", **FAST)
+    url = f"inproc://fed-{next(_names)}"
+    rng = np.random.default_rng(0)
+    async with Coordinator(cfg, listen=url, federated=fed) as hub:
+        a = SwarmAgent(SwarmConfig(agent_id="a", join_token="t", **FAST))
+        b = SwarmAgent(SwarmConfig(agent_id="b", join_token="t", **FAST))
+        await a.join_swarm(hub.url)
+        await b.join_swarm(hub.url)
+        try:
+            learners = {n: EphemeralAgent.default_federated(n, dim) for n in ("a", "b")}
+            for learner in learners.values():
+                for q in (0.9, 0.8, 0.1):  # the 0.1 trajectory is below the threshold
+                    learner.process_trajectory(rng.normal(size=dim), rng.normal(size=dim), q)
+            detail = await a.send_export(learners["a"].export_state())
+            assert "accepted=2 rejected=1" in detail
+            await b.send_export(learners["b"].export_state())
+            assert fed.stats().total_agents == 2
+            assert set(fed.contributions()) == {"a", "b"}
+            assert hub.stats().exports_aggregated == 2
+
+            # b's export signed by b but handed in by a: refused, nothing aggregated.
+            forged = encode_export(learners["b"].export_state(), b.identity)
+            msg = SwarmMessage.directed("a", "hub", forged)
+            with pytest.raises(EdgeError) as err:
+                await a._acknowledged(a._require_conn(), msg, 10)
+            assert err.value.code == "auth_error"
+            assert hub.stats().exports_aggregated == 2
+            # An agent cannot sign another agent's export at all.
+            with pytest.raises(EdgeError):
+                await a.send_export(learners["b"].export_state())
+        finally:
+            await a.leave_swarm()
+            await b.leave_swarm()
+
+
+async def test_exports_to_a_coordinator_without_federated_learning_are_refused(
+    make_agent: AgentFactory,
+) -> None:
+    from ruvector_edge.errors import EdgeError
+    from ruvector_edge.sona import EphemeralAgent
+
+    a = await make_agent("a")
+    learner = EphemeralAgent.default_federated("a", 8)
+    learner.process_trajectory(np.ones(8), np.ones(8), 0.9)
+    with pytest.raises(EdgeError) as err:
+        await a.send_export(learner.export_state())
+    assert err.value.code == "unsupported"
+    # The link survives the refusal.
+    a.learn("s", "x", 1.0)
+    await a.sync_now()

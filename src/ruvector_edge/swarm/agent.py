@@ -55,6 +55,7 @@ from ruvector_edge.errors import (
 from ruvector_edge.identity import Identity
 from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import VectorMemory, hash_embedding
+from ruvector_edge.sona import AgentExport, encode_export
 from ruvector_edge.swarm.allocation import Candidate, eligible
 from ruvector_edge.swarm.protocol import (
     COORDINATORS_TOPIC,
@@ -995,12 +996,28 @@ class SwarmAgent:
             timeout_ms=timeout_ms,
             required_capabilities=list(required_capabilities),
         )
+        self._results.setdefault(tid, asyncio.get_running_loop().create_future())
+        return await self._acknowledged(conn, msg, timeout) or tid
+
+    async def send_export(self, export: AgentExport, *, timeout: float = 10.0) -> str:
+        """Send a federated-learning export (``EphemeralAgent.export_state()``, signed
+        here by this agent) to the coordinator; returns its summary once aggregated.
+
+        The export's ``agent_id`` must be this agent's id (``AuthError`` otherwise); a
+        coordinator without federated learning answers ``EdgeError(code="unsupported")``.
+        """
+        conn = self._require_conn()
+        payload = encode_export(export, self.identity)
+        msg = SwarmMessage.directed(self.agent_id, self._coordinator_id or "", payload)
+        return await self._acknowledged(conn, msg, timeout)
+
+    async def _acknowledged(self, conn: Connection, msg: SwarmMessage, timeout: float) -> str:
+        """Send ``msg`` and wait for its ACK (its detail) or the ERROR refusing it."""
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._submit_acks[msg.id] = fut
-        self._results.setdefault(tid, asyncio.get_running_loop().create_future())
         try:
             await conn.send(msg)
-            return await asyncio.wait_for(fut, timeout) or tid
+            return await asyncio.wait_for(fut, timeout)
         finally:
             self._submit_acks.pop(msg.id, None)
 

@@ -51,6 +51,7 @@ from ruvector_edge.identity import (
 from ruvector_edge.identity import PeerInfo as LinkPeer
 from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import VectorMemory
+from ruvector_edge.sona import FederatedCoordinator, decode_export
 from ruvector_edge.swarm.allocation import AllocationStrategy, Candidate, create_allocator, eligible
 from ruvector_edge.swarm.election import LeaderElection, Outbound
 from ruvector_edge.swarm.protocol import (
@@ -73,6 +74,7 @@ from ruvector_edge.transport import (
     listen,
 )
 from ruvector_edge.wire import (
+    AgentExportPayload,
     CoordinatorPayload,
     DataPayload,
     ErrorPayload,
@@ -151,6 +153,7 @@ class CoordinatorStats:
     tasks_dispatched: int
     tasks_retried: int
     agents_lost: int
+    exports_aggregated: int
     tasks_replicated_in: int
     replies_dropped: int
     rejected: int
@@ -179,6 +182,9 @@ class Coordinator:
         max_tasks_per_agent: tasks in flight per agent (the rest wait at the coordinator,
             so allocation keeps adapting).
         options: transport options (default from ``config``).
+        federated: a :class:`~ruvector_edge.sona.FederatedCoordinator` that aggregates the
+            AGENT_EXPORT messages agents send (``SwarmAgent.send_export``); each export must
+            be signed by the agent that sends it. Without one, exports are refused.
     """
 
     def __init__(
@@ -201,6 +207,7 @@ class Coordinator:
         memory_max_entries: int = 100_000,
         options: TransportOptions | None = None,
         swarm_id: str = "ruvector-edge",
+        federated: FederatedCoordinator | None = None,
     ) -> None:
         self.config = config or SwarmConfig().with_role(AgentRole.COORDINATOR)
         self.listen_url = listen or self.config.coordinator_url
@@ -226,6 +233,8 @@ class Coordinator:
         self.memory_batch = memory_batch
         self.memory_max_entries = memory_max_entries
         self.swarm_id = swarm_id
+        self.federated = federated
+        self._exports = 0
         self.heartbeat = self.config.heartbeat_interval_ms / 1000.0
         self.options = options or TransportOptions.from_config(
             self.config, max_connections=self.config.max_agents + 16 + len(self.peer_urls)
@@ -643,6 +652,10 @@ class Coordinator:
                             self.agent_id, ROSTER_TOPIC, self._roster(), recipient=member.agent_id
                         ),
                     )
+            case MessageType.AGENT_EXPORT:
+                assert isinstance(p, AgentExportPayload)
+                detail = self._aggregate_export(member, p)
+                self._reply(conn, SwarmMessage.ack(self.agent_id, member.agent_id, msg.id, detail))
             case MessageType.ERROR:
                 assert isinstance(p, ErrorPayload)
                 logger.info("agent %s reports %s: %s", member.agent_id, p.code, p.message)
@@ -651,6 +664,22 @@ class Coordinator:
                     f"{msg.type.value} is not handled by a coordinator on an agent link",
                     code=ErrorCode.UNSUPPORTED,
                 )
+
+    def _aggregate_export(self, member: Member, payload: AgentExportPayload) -> str:
+        """Verify an agent's own federated export and fold it into ``federated``."""
+        if self.federated is None:
+            raise InvalidInputError(
+                "this coordinator runs no federated learning (Coordinator(federated=...))",
+                code=ErrorCode.UNSUPPORTED,
+            )
+        # Only the member's own key: an agent cannot hand in another agent's export.
+        export = decode_export(payload, {member.agent_id: member.public_key})
+        result = self.federated.aggregate(export)
+        self._exports += 1
+        return (
+            f"accepted={result.trajectories_accepted} rejected={result.trajectories_rejected} "
+            f"agents={result.total_agents} consolidated={str(result.consolidated).lower()}"
+        )
 
     def _reject(self, conn: Connection, msg: SwarmMessage, code: str, text: str) -> None:
         self._rejected[code] = self._rejected.get(code, 0) + 1
@@ -1181,6 +1210,7 @@ class Coordinator:
             tasks_dispatched=self._dispatched,
             tasks_retried=self._retried,
             agents_lost=self._lost,
+            exports_aggregated=self._exports,
             tasks_replicated_in=self._replicated_tasks,
             replies_dropped=self._replies_dropped,
             rejected=sum(rejected.values()),
