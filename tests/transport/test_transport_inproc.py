@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _waiting import eventually
 from ruvector_edge.config import AgentRole
 from ruvector_edge.errors import AuthError, CapacityError, ProtocolError
 from ruvector_edge.identity import Admission, Identity, PeerInfo
@@ -38,16 +38,6 @@ from ruvector_edge.wire import (
 TOKEN = "inproc-test-token"
 COORD = Identity.from_seed(b"c" * 32, "coord")
 _names = itertools.count()
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait (polling the loop) until ``predicate()`` holds; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def fresh_name() -> str:

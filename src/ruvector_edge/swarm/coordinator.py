@@ -776,21 +776,14 @@ class Coordinator:
             if conn is None or not conn.is_open:
                 continue
             if m.patterns_tick >= 0:
-                if m.patterns_tick != prev:
-                    sent = self._catch_up(m, conn, patterns=True)
-                else:
-                    sent = patterns_msg is None or self._reply(conn, patterns_msg)
-                if sent:
+                if self._push_to(m, conn, m.patterns_tick, prev, patterns_msg, patterns=True):
                     m.patterns_tick = tick
                 else:
                     behind = True
-            if m.memory_tick >= 0:
-                if m.memory_tick != prev:
-                    sent = self._catch_up(m, conn, patterns=False)
-                else:
-                    sent = memory_msg is None or self._reply(conn, memory_msg)
-                if sent:
-                    m.memory_tick = tick
+            if m.memory_tick >= 0 and self._push_to(
+                m, conn, m.memory_tick, prev, memory_msg, patterns=False
+            ):
+                m.memory_tick = tick
         if patterns_msg is not None or memory_msg is not None:
             self._notify()
         if not behind and self._spreading:
@@ -836,6 +829,21 @@ class Coordinator:
             origin=self.agent_id,
         )
         return SwarmMessage.new(self.agent_id, payload, recipient=recipient), delta.version
+
+    def _push_to(
+        self,
+        m: Member,
+        conn: Connection,
+        held: int,
+        prev: int,
+        shared: SwarmMessage | None,
+        *,
+        patterns: bool,
+    ) -> bool:
+        """The shared push for a member caught up to ``prev``, else a catch-up delta."""
+        if held != prev:
+            return self._catch_up(m, conn, patterns=patterns)
+        return shared is None or self._reply(conn, shared)
 
     def _catch_up(self, m: Member, conn: Connection, *, patterns: bool) -> bool:
         """A personal delta for a member that missed a push (or several)."""
