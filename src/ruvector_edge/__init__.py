@@ -24,13 +24,31 @@ from ruvector_edge.errors import (
 )
 from ruvector_edge.learning import IntelligenceSync
 from ruvector_edge.memory import SearchHit, TierPolicy, VectorEntry, VectorMemory
+from ruvector_edge.neural import ActivationFunc, Network, TrainingAlgorithm, TrainingData
+from ruvector_edge.sona import (
+    AgentExport,
+    AggregationResult,
+    BaseLoRA,
+    EphemeralAgent,
+    FederatedCoordinator,
+    FederatedTopology,
+    LearnedPattern,
+    MicroLoRA,
+    SonaConfig,
+    SonaEngine,
+    TrajectoryBuilder,
+)
 from ruvector_edge.swarm import Coordinator, SwarmAgent, TaskContext, TaskOutcome
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationFunc",
+    "AgentExport",
     "AgentRole",
+    "AggregationResult",
     "AuthError",
+    "BaseLoRA",
     "CapacityError",
     "CodecError",
     "CompressionLevel",
@@ -39,15 +57,23 @@ __all__ = [
     "Coordinator",
     "DimensionError",
     "EdgeError",
+    "EphemeralAgent",
+    "FederatedCoordinator",
+    "FederatedTopology",
     "FrameTooLargeError",
     "IdentityError",
     "IntelligenceSync",
     "InvalidInputError",
+    "LearnedPattern",
+    "MicroLoRA",
+    "Network",
     "NotFoundError",
     "ProtocolError",
     "ReplayError",
     "SearchHit",
     "SlowPeerError",
+    "SonaConfig",
+    "SonaEngine",
     "StorageError",
     "SwarmAgent",
     "SwarmConfig",
@@ -56,6 +82,9 @@ __all__ = [
     "TaskOutcome",
     "TensorCodec",
     "TierPolicy",
+    "TrainingAlgorithm",
+    "TrainingData",
+    "TrajectoryBuilder",
     "Transport",
     "TransportError",
     "TransportTimeoutError",
