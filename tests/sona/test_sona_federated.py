@@ -212,3 +212,35 @@ def test_bad_export_changes_nothing() -> None:
     assert coord.stats().total_trajectories == 0
     assert coord.stats().total_agents == 0
     np.testing.assert_array_equal(coord.master_engine.export_weights().micro_up, before.micro_up)
+
+
+def test_coordinator_state_round_trips_and_damaged_state_changes_nothing() -> None:
+    rng = np.random.default_rng(3)
+    hub = FederatedCoordinator.default_coordinator("hub", 16)
+    hub.set_quality_threshold(0.3)
+    for name in ("a", "b"):
+        agent = EphemeralAgent.default_federated(name, 16)
+        for q in (0.9, 0.7, 0.1):
+            agent.process_trajectory(rng.normal(size=16), rng.normal(size=16), q, route="r")
+        export = agent.export_state()
+        hub.aggregate(export)
+    probe = rng.normal(size=(4, 16)).astype(np.float32)
+    saved = hub.save_state()
+
+    twin = FederatedCoordinator.default_coordinator("hub", 16)
+    twin.load_state(saved)
+    assert twin.stats().total_agents == hub.stats().total_agents == 2
+    assert twin.stats().total_trajectories == hub.stats().total_trajectories == 4
+    assert twin.quality_threshold == 0.3
+    assert twin.contributions() == hub.contributions()
+    np.testing.assert_array_equal(
+        twin.master_engine.apply_micro_lora(probe), hub.master_engine.apply_micro_lora(probe)
+    )
+    assert twin.aggregate(export).duplicate  # the duplicate guard survived too
+
+    with pytest.raises(CodecError):
+        twin.load_state(saved[: len(saved) // 2])
+    assert twin.stats().total_agents == 2
+    other = FederatedCoordinator.default_coordinator("hub", 8)
+    with pytest.raises(Exception, match="hidden_dim"):
+        other.load_state(saved)

@@ -442,3 +442,23 @@ async def test_exports_to_a_coordinator_without_federated_learning_are_refused(
     # The link survives the refusal.
     a.learn("s", "x", 1.0)
     await a.sync_now()
+
+
+async def test_acknowledged_exports_survive_a_coordinator_restart(tmp_path: Path) -> None:
+    from ruvector_edge.sona import EphemeralAgent, FederatedCoordinator
+
+    cfg = SwarmConfig(agent_id="hub", join_token="t", data_dir=tmp_path, **FAST)
+    url = f"inproc://fedpersist-{next(_names)}"
+    learner = EphemeralAgent.default_federated("a", 8)
+    learner.process_trajectory(np.ones(8), np.ones(8), 0.9)
+    async with Coordinator(
+        cfg, listen=url, federated=FederatedCoordinator.default_coordinator("hub", 8)
+    ) as hub:
+        agent = SwarmAgent(SwarmConfig(agent_id="a", join_token="t", **FAST))
+        await agent.join_swarm(hub.url)
+        await agent.send_export(learner.export_state())
+        await agent.leave_swarm()
+    fresh = FederatedCoordinator.default_coordinator("hub", 8)
+    async with Coordinator(cfg, listen=url, federated=fresh):
+        assert fresh.stats().total_agents == 1
+        assert set(fresh.contributions()) == {"a"}

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import time
 import zlib
@@ -26,9 +27,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import msgspec
 import numpy as np
 
-from ruvector_edge.errors import ConfigError, DimensionError, InvalidInputError
+from ruvector_edge.errors import CodecError, ConfigError, DimensionError, InvalidInputError
 from ruvector_edge.sona._util import F32, as_quality, as_vector
 from ruvector_edge.sona.config import SonaConfig
 from ruvector_edge.sona.engine import LoraWeights, SonaEngine
@@ -184,6 +186,17 @@ def federated_average(weights: Sequence[LoraWeights], coefficients: Sequence[flo
 
 
 # -- agent -----------------------------------------------------------------------------
+class _SavedCoordinator(msgspec.Struct, frozen=True):
+    engine: bytes
+    threshold: float
+    interval: int
+    total: int
+    quality_sum: float
+    fedavg_total: float
+    contributions: dict[str, dict[str, Any]]
+    seen: list[list[Any]]
+
+
 class EphemeralAgent:
     """A short-lived learner that exports its state to a coordinator before it ends."""
 
@@ -468,6 +481,46 @@ class FederatedCoordinator:
     def force_consolidate(self) -> str:
         """Run the master's background cycle now."""
         return self._engine.force_learn()
+
+    def save_state(self) -> bytes:
+        """Serialise the master engine, the counters, the contributions and the duplicate
+        guard (not the forwarding outbox: call :meth:`export_state` before saving)."""
+        doc = _SavedCoordinator(
+            engine=self._engine.save_state(),
+            threshold=self._threshold,
+            interval=self._interval,
+            total=self._total,
+            quality_sum=self._quality_sum,
+            fedavg_total=self._fedavg_total,
+            contributions={k: dataclasses.asdict(v) for k, v in self._contrib.items()},
+            seen=[list(k) for k in self._seen],
+        )
+        return msgspec.msgpack.encode(doc)
+
+    def load_state(self, data: bytes) -> None:
+        """Replace this coordinator's state with :meth:`save_state` output (same hidden
+        dimension); damaged data raises ``CodecError`` and changes nothing."""
+        try:
+            doc = msgspec.msgpack.decode(data, type=_SavedCoordinator)
+            contrib = {k: AgentContribution(**v) for k, v in doc.contributions.items()}
+            seen = {(str(a), int(t), int(n)) for a, t, n in doc.seen}
+        except (msgspec.DecodeError, msgspec.ValidationError, TypeError, ValueError) as exc:
+            raise CodecError(f"not a saved federated coordinator: {exc}") from None
+        engine = SonaEngine.load_state(doc.engine)
+        if engine.hidden_dim != self._engine.hidden_dim:
+            raise DimensionError(
+                f"saved coordinator has hidden_dim {engine.hidden_dim}, "
+                f"this one {self._engine.hidden_dim}"
+            )
+        engine.boundary_detector = None  # as in __init__: task boundaries come from callers
+        self._engine = engine
+        self._threshold = doc.threshold
+        self._interval = doc.interval
+        self._total = doc.total
+        self._quality_sum = doc.quality_sum
+        self._fedavg_total = doc.fedavg_total
+        self._contrib = contrib
+        self._seen = seen
 
     def get_initial_patterns(self, k: int) -> list[LearnedPattern]:
         """The ``k`` heaviest patterns (for warm starts); all patterns if fewer."""

@@ -99,6 +99,7 @@ _TOKEN_FILE = "join_token"
 _KEY_FILE = "coordinator.key"
 _MISSED_HEARTBEATS = 3
 _TASK_BATCH = 256  # task records per replication message
+_FEDERATED_META = "sona.federated"
 
 
 @dataclasses.dataclass(slots=True)
@@ -414,6 +415,9 @@ class Coordinator:
                 )
             records = [TaskRecord.from_bytes(t.record) for t in self._store.tasks()]
             self.tasks.restore(records, now, grace=_MISSED_HEARTBEATS * self.heartbeat)
+            saved = self._store.get_meta(_FEDERATED_META)
+            if saved and self.federated is not None:
+                self.federated.load_state(saved)
 
     def _restore_patterns(self, store: SwarmStore) -> None:
         snapshot = store.pattern_snapshot()
@@ -676,6 +680,8 @@ class Coordinator:
         export = decode_export(payload, {member.agent_id: member.public_key})
         result = self.federated.aggregate(export)
         self._exports += 1
+        if self._store is not None:  # durable before the ACK
+            self._store.set_meta(_FEDERATED_META, self.federated.save_state())
         return (
             f"accepted={result.trajectories_accepted} rejected={result.trajectories_rejected} "
             f"agents={result.total_agents} consolidated={str(result.consolidated).lower()}"
