@@ -379,17 +379,22 @@ async def _agents_main(pipe: Pipe, spec: AgentsSpec) -> None:
 
 
 async def _learn_loop(agents: list[SwarmAgent], period: float) -> None:
-    """Each agent learns once every ``period`` seconds, spread evenly over the period."""
-    ticks = max(1, round(10 * period))  # ten ticks a second
+    """Each agent learns once every ``period`` seconds, spread evenly over the period.
+
+    The schedule is absolute: when the event loop falls behind, the learns that fell due
+    are made at once, so a slow loop cannot quietly lower the learning rate.
+    """
     rng = random.Random(7)
-    rounds = 0
+    n = max(1, len(agents))
+    start = time.monotonic()
+    done = 0
     while True:
-        for tick in range(ticks):
-            for i in range(tick, len(agents), ticks):
-                state = f"state-{(rounds + i) % 16}"
-                agents[i].learn(state, f"action-{i % 4}", rng.random())
-            await asyncio.sleep(period / ticks)
-        rounds += 1
+        due = int((time.monotonic() - start) / period * n)
+        while done < due:
+            i, rounds = done % n, done // n
+            agents[i].learn(f"state-{(rounds + i) % 16}", f"action-{i % 4}", rng.random())
+            done += 1
+        await asyncio.sleep(min(0.05, period / n))
 
 
 def _echo_server_child(pipe: Pipe) -> None:

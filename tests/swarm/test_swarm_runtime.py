@@ -462,3 +462,24 @@ async def test_acknowledged_exports_survive_a_coordinator_restart(tmp_path: Path
     async with Coordinator(cfg, listen=url, federated=fresh):
         assert fresh.stats().total_agents == 1
         assert set(fresh.contributions()) == {"a"}
+
+
+async def test_a_stalled_coordinator_loop_does_not_declare_its_agents_failed() -> None:
+    import time as _time
+
+    cfg = SwarmConfig(agent_id="hub", join_token="t", **FAST)
+    url = f"inproc://stall-{next(_names)}"
+    async with Coordinator(cfg, listen=url) as hub:
+        agent = SwarmAgent(SwarmConfig(agent_id="a", join_token="t", **FAST))
+        await agent.join_swarm(hub.url)
+        try:
+            await eventually(lambda: hub.connected_agents() == 1)
+            # Block the whole event loop for ten heartbeat intervals (a starved process).
+            _time.sleep(10 * hub.heartbeat)
+            for _ in range(5):  # let maintenance run a few rounds after the stall
+                await asyncio.sleep(hub.heartbeat / 2)
+            assert hub.stats().agents_lost == 0
+            assert hub.connected_agents() == 1
+            assert agent.get_stats().reconnects == 0
+        finally:
+            await agent.leave_swarm()

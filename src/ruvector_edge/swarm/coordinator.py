@@ -1108,10 +1108,22 @@ class Coordinator:
     # ================================================================ maintenance
     async def _maintain(self) -> None:
         period = max(0.01, self.heartbeat / 2)
+        due = time.monotonic() + period
         while True:
-            await asyncio.sleep(period)
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            now = time.monotonic()
+            stall = now - due
+            if stall > period:
+                # This loop (and so every reader) was starved: what agents sent meanwhile
+                # is still unread, so the stall must not count as their silence.
+                logger.warning("coordinator event loop stalled for %.1f s", stall)
+                for m in self.members.values():
+                    m.last_seen += stall
+                    if m.lost_at is not None:
+                        m.lost_at += stall
+            due = now + period
             try:
-                self._maintain_once(time.monotonic())
+                self._maintain_once(now)
             except EdgeError:
                 logger.exception("coordinator maintenance step failed")
 
