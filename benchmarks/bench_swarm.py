@@ -20,7 +20,7 @@ One run measures, each against a baseline in the same run:
    against calling the handler directly.
 
 Run: ``python -m benchmarks.bench_swarm`` (``BENCH_QUICK=1`` for a short run);
-``python -m benchmarks.bench_swarm --profile K`` profiles the coordinator process
+``python -m benchmarks.bench_swarm --profile K`` profiles the coordinator and agent processes
 (cProfile, top functions) during one capacity window with K agents.
 """
 
@@ -235,6 +235,14 @@ class Child:
 # -- 1. agents per coordinator: the processes -------------------------------------------------
 
 
+def _profile_text(profiler: cProfile.Profile | None) -> str:
+    if profiler is None:
+        return ""
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+    return text.getvalue()
+
+
 def _coordinator_child(pipe: Pipe, max_agents: int, profile: bool) -> None:
     _raise_nofile()
     _quiet()
@@ -282,10 +290,7 @@ async def _coordinator_main(pipe: Pipe, max_agents: int, profile: bool) -> None:
             "rejected": s.rejected,
             "latency": coord.latency_summary(),
         }
-        if profiler is not None:
-            text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
-            out["profile"] = text.getvalue()
+        out["profile"] = _profile_text(profiler)
         return out
 
     lag = asyncio.create_task(window.watch_lag())
@@ -307,6 +312,7 @@ class AgentsSpec:
     first: int
     count: int
     learn_period: float
+    profile: bool = False
 
 
 def _agents_child(pipe: Pipe, spec: AgentsSpec) -> None:
@@ -345,13 +351,19 @@ async def _agents_main(pipe: Pipe, spec: AgentsSpec) -> None:
     base: list[int] = []
     base_in: list[int] = []
 
+    profiler = cProfile.Profile(time.process_time) if spec.profile else None
+
     async def mark() -> str:
+        if profiler is not None:
+            profiler.enable()
         base[:] = [a.get_stats().pattern_syncs_sent for a in agents]
         base_in[:] = [a.get_stats().pattern_syncs_received for a in agents]
         window.mark()
         return "ok"
 
     async def report() -> dict[str, Any]:
+        if profiler is not None:
+            profiler.disable()
         measured = window.read()
         stats = [a.get_stats() for a in agents]
         syncs = [s.pattern_syncs_sent - b for s, b in zip(stats, base, strict=True)]
@@ -365,6 +377,7 @@ async def _agents_main(pipe: Pipe, spec: AgentsSpec) -> None:
             "no_ack": sum(r is None for r in rtts),
             "max_rtt": max((r for r in rtts if r is not None), default=None),
             "reconnects": sum(s.reconnects for s in stats),
+            "profile": _profile_text(profiler),
         }
 
     lag = asyncio.create_task(window.watch_lag())
@@ -574,7 +587,7 @@ def run_capacity(
         share = [k // procs + (1 if i < k % procs else 0) for i in range(procs)]
         first = 0
         for n in share:
-            spec = AgentsSpec(url, token, first, n, learn_period)
+            spec = AgentsSpec(url, token, first, n, learn_period, profile)
             agents.append(Child(_agents_child, spec))
             first += n
         joined = [a.reply(CONNECT_LIMIT + 90) for a in agents]
@@ -1031,7 +1044,9 @@ def profile_main(k: int) -> None:
         f"syncs merged/s {res.coord['syncs'] / res.coord['wall']:.0f}, "
         f"latency {res.coord['latency']}, on time: {res.failures() or 'yes'}"
     )
-    print(res.profile)
+    print("coordinator process:", res.profile)
+    for i, agents in enumerate(res.agents):
+        print(f"agent process {i}:", agents["profile"])
 
 
 if __name__ == "__main__":

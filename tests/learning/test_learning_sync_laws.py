@@ -213,3 +213,21 @@ def test_content_corruption_under_a_valid_checksum_is_validated(data: st.DataObj
         me.merge_peer_state("peer", blob)
     except EdgeError:
         assert observable(me) == VICTIM_STATE
+
+
+@settings(max_examples=40)
+@given(scripts, st.sampled_from(AGENTS), st.integers(0, 12))
+def test_own_delta_holds_exactly_the_own_entries_after_since(
+    script: list[tuple[Any, ...]], name: str, since: int
+) -> None:
+    agents, _ = run(script)
+    me = agents[name]
+    observer = IntelligenceSync("observer")
+    observer.merge_peer_state(name, me.get_own_delta(since), only_origins={name})
+    want = sorted(
+        (e.state, e.action, e.version)
+        for e in me.entries()
+        if e.origin == name and e.version > since
+    )
+    assert sorted((e.state, e.action, e.version) for e in observer.entries()) == want
+    assert {e.origin for e in observer.entries()} <= {name}

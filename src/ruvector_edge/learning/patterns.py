@@ -876,6 +876,15 @@ class PatternStore:
             idx = np.arange(n)
         return self._batch(idx)
 
+    def select_origin(self, origin: str, since: int = 0) -> EntryBatch:
+        """Entries of ``origin`` alone with ``version > since`` (one vectorized scan; no
+        per-origin work, so an agent's own delta costs the same with 10 or 10,000 peers)."""
+        oid = self._origins.get(origin)
+        rows = self._rows
+        n = rows.n if oid >= 0 else 0
+        idx = np.flatnonzero((rows["origin"][:n] == oid) & (rows["version"][:n] > since))
+        return self._batch(idx)
+
     # -- reads ------------------------------------------------------------------------
 
     def get(self, state: str, action: str) -> PatternStats | None:

@@ -540,11 +540,23 @@ class IntelligenceSync:
         """
         if isinstance(since, bool) or not isinstance(since, int) or since < 0:
             raise InvalidInputError(f"since must be an int version >= 0, got {since!r}")
+        me = self._agent_id
+        since = min(since, MAX_VERSION)
         with self._lock:
-            vv = self._store.version_vector()
-        floor = {origin: MAX_VERSION for origin in vv if origin != self._agent_id}
-        floor[self._agent_id] = min(since, MAX_VERSION)
-        return self._export(floor, identity)
+            batch = self._store.select_origin(me, since)
+            version = self._store.max_version(me)
+        # The header speaks only of this origin: O(own entries), whatever the swarm's size.
+        return _encode_blob(
+            self._codec,
+            batch,
+            kind="delta",
+            sender=me,
+            local_version=version,
+            version_vector={me: version} if version else {},
+            since={me: since} if since else {},
+            created_ms=max(0, int(self._clock())),
+            identity=identity,
+        )
 
     def merge_peer_state(
         self,
