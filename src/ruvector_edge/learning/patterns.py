@@ -736,7 +736,9 @@ class PatternStore:
 
     # -- merge ------------------------------------------------------------------------
 
-    def merge(self, batch: EntryBatch, *, owner: str | None = None) -> MergeStats:
+    def merge(
+        self, batch: EntryBatch, *, owner: str | None = None, validated: bool = False
+    ) -> MergeStats:
         """Merge a batch of entries (a peer's full state or delta) into this replica.
 
         Per ``(origin, state, action)`` the greater entry (see module docstring) wins; the
@@ -753,8 +755,12 @@ class PatternStore:
         owner versions above the owner's counter (history the owner forgot), the counter
         jumps past them and every entry the owner holds is re-issued above it, so peers
         that already saw the old history still receive the new entries in deltas.
+
+        ``validated`` skips :meth:`EntryBatch.validate` for a batch the caller has just
+        validated itself (a decoded blob); the duplicate-entry check still runs.
         """
-        batch.validate()
+        if not validated:
+            batch.validate()
         n = len(batch)
         if n == 0:
             return MergeStats(0, 0, 0)

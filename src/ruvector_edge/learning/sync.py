@@ -294,12 +294,12 @@ def _check_consistency(body: _Body, batch: EntryBatch) -> None:
         raise SyncError("a full-state blob must not carry a 'since' vector")
     if not len(batch):
         return
-    n_origins = len(batch.origins)
-    ceiling = np.fromiter((vv.get(o, 0) for o in batch.origins), np.int64, n_origins)
+    since = body.since
+    ceiling = np.array([vv.get(o, 0) for o in batch.origins], np.int64)
     if (batch.version > ceiling[batch.origin_idx]).any():
         raise SyncError("blob holds entries newer than its own version vector claims")
-    floor = np.fromiter((body.since.get(o, 0) for o in batch.origins), np.int64, n_origins)
-    if (batch.version <= floor[batch.origin_idx]).any():
+    floor = np.array([since.get(o, 0) for o in batch.origins] if since else [0], np.int64)
+    if since and (batch.version <= floor[batch.origin_idx]).any():
         raise SyncError("delta holds entries its 'since' vector says the receiver has")
 
 
@@ -520,6 +520,11 @@ class IntelligenceSync:
         with self._lock:
             batch = self._store.select(since)
             vv = self._store.version_vector()
+        if since is not None:
+            # A delta's header speaks only of the origins it carries, so its size and the
+            # receiver's checks grow with the change, not with the swarm.
+            vv = {o: vv[o] for o in batch.origins}
+            since = {o: since[o] for o in batch.origins if o in since}
         return _encode_blob(
             self._codec,
             batch,
@@ -598,7 +603,7 @@ class IntelligenceSync:
                     code="foreign_origin",
                 )
         with self._lock:
-            stats = self._store.merge(batch, owner=self._agent_id)
+            stats = self._store.merge(batch, owner=self._agent_id, validated=True)
             return MergeResult(
                 peer_id, stats.applied, stats.new_keys, self._store.max_version(self._agent_id)
             )

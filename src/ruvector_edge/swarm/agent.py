@@ -590,13 +590,13 @@ class SwarmAgent:
                 self._on_ack(p)
             case MessageType.SYNC_PATTERNS:
                 assert isinstance(p, SyncPatternsPayload)
-                assert conn.peer is not None
                 if msg.sender == self._coordinator_id:
                     # If a push cannot be merged, pull again with the full version vector.
                     self._subscribed.discard("patterns")
-                    self.intelligence.merge_peer_state(
-                        msg.sender, p.data, public_key=conn.peer.public_key
-                    )
+                    # The coordinator wrote this blob and sent it on this authenticated link
+                    # (merge checks the blob's author is the sender), so the link's AEAD
+                    # already proves where it came from; its signature matters to relays.
+                    self.intelligence.merge_peer_state(msg.sender, p.data)
                     self._pattern_recv += 1
                     self._answered_request("patterns")
                     self._warm.set()
