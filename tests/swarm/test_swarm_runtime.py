@@ -374,7 +374,7 @@ async def test_an_agent_that_missed_pushes_gets_a_catch_up_delta(
     await eventually(lambda: b.get_best_action("s1", ["x"]) is not None)
     # As if b's pushes since its first tick had been dropped on a full send queue.
     member = coordinator.members["b"]
-    oldest = coordinator._tick_history[0][0]
+    oldest = min(coordinator._push_history)
     member.patterns_tick = oldest
     b.intelligence = type(b.intelligence)("b")  # b forgets what it was pushed
     catch_ups = coordinator.stats().catch_ups

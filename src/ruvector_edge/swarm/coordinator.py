@@ -99,6 +99,10 @@ _TOKEN_FILE = "join_token"
 _KEY_FILE = "coordinator.key"
 _MISSED_HEARTBEATS = 3
 _TASK_BATCH = 256  # task records per replication message
+# Each sync interval is cut into this many push sub-ticks, each serving its share of the
+# agents, so a thousand pushes (and the merges they trigger) do not land at one instant.
+_PUSH_SLOTS = 10
+_PUSH_HISTORY = 4 * _PUSH_SLOTS
 _FEDERATED_META = "sona.federated"
 
 
@@ -119,6 +123,7 @@ class Member:
     # Push subscriptions on the current link: the tick the member is caught up to, or -1.
     patterns_tick: int = -1
     memory_tick: int = -1
+    push_slot: int = 0  # which of the interval's push sub-ticks serves this member
 
     @property
     def connected(self) -> bool:
@@ -279,10 +284,13 @@ class Coordinator:
         self._propagation: deque[float] = deque(maxlen=4096)
         self._spreading: list[_Spread] = []
         # Pushes: every sync interval one shared delta of what changed since the last tick.
-        self._tick = 0
-        self._tick_vv: dict[str, int] = {}
-        self._tick_memory = 0
-        self._tick_history: deque[tuple[int, dict[str, int], int]] = deque(maxlen=16)
+        # tick -> (version vector, memory version) its slot's members were brought up to;
+        # one empty round to start, so every slot's last tick is known (and >= 1).
+        self._tick = _PUSH_SLOTS
+        self._push_history: dict[int, tuple[dict[str, int], int]] = {
+            t: ({}, 0) for t in range(1, _PUSH_SLOTS + 1)
+        }
+        self._slots_assigned = 0
         self._pushes = 0
         self._pulls = 0
         self._catch_ups = 0
@@ -537,7 +545,9 @@ class Coordinator:
                 frozenset(conn.join.capabilities),
                 conn.peer.public_key,
                 now_ms(),
+                push_slot=self._slots_assigned % _PUSH_SLOTS,
             )
+            self._slots_assigned += 1
             self.members[peer_id] = member
         else:
             old = member.conn
@@ -620,8 +630,8 @@ class Coordinator:
                 self.agent_versions[member.agent_id] = p.version_vector
                 self._pulls += 1
                 self._answer_patterns(conn, member.agent_id, msg.id, p.version_vector)
-                if p.subscribe:  # the answer covers everything up to the current tick
-                    member.patterns_tick = self._tick
+                if p.subscribe:  # the answer covers all its slot's last push covered
+                    member.patterns_tick = self._last_tick_of(member)
             case MessageType.SYNC_MEMORIES:
                 assert isinstance(p, SyncMemoriesPayload)
                 self.memory.merge_report(p.data, allowed_owners={member.agent_id})
@@ -631,7 +641,7 @@ class Coordinator:
                 assert isinstance(p, RequestMemoriesPayload)
                 self._answer_memories(conn, member.agent_id, msg.id, p.since_version)
                 if p.subscribe:
-                    member.memory_tick = self._tick
+                    member.memory_tick = self._last_tick_of(member)
             case MessageType.BROADCAST_TASK:
                 assert isinstance(p, TaskPayload)
                 self._submit_remote(conn, member, msg, p)
@@ -750,66 +760,84 @@ class Coordinator:
 
     # ---------------------------------------------------------------- pushes
     async def _push_loop(self) -> None:
-        interval = self.config.sync_interval_ms / 1000.0
+        step = self.config.sync_interval_ms / 1000.0 / _PUSH_SLOTS
+        due = time.monotonic()
         while True:
-            await asyncio.sleep(interval)
+            due = max(due + step, time.monotonic())
+            await asyncio.sleep(due - time.monotonic())
             try:
                 self._push_once()
             except EdgeError:
                 logger.exception("coordinator push step failed")
 
-    def _push_once(self) -> None:
-        """Send every subscribed agent what changed since the last tick.
+    def _last_tick_of(self, m: Member) -> int:
+        """The latest push sub-tick (so far) that served ``m``'s slot."""
+        return self._tick - (self._tick - m.push_slot) % _PUSH_SLOTS
 
-        Agents caught up to the previous tick share one delta, encoded and signed once;
-        an agent that missed a push (full send queue, slow link) gets its own catch-up
-        delta. Repeats are harmless: merges are idempotent.
+    def _push_once(self) -> None:
+        """One push sub-tick: send the agents of this tick's slot what changed since the
+        slot's previous push, one sync interval ago.
+
+        Agents caught up to that push share one delta, encoded and signed once; an agent
+        that missed a push (full send queue, slow link, new subscription) gets its own
+        catch-up delta. Repeats are harmless: merges are idempotent.
         """
+        tick = self._tick = self._tick + 1
+        slot, base_tick = tick % _PUSH_SLOTS, tick - _PUSH_SLOTS
         vv = self.intelligence.version_vector()
-        mem_version = self.memory.version
-        prev, prev_vv, prev_mem = self._tick, self._tick_vv, self._tick_memory
-        self._tick_history.append((prev, prev_vv, prev_mem))
-        tick = self._tick = prev + 1
-        self._tick_vv, self._tick_memory = vv, mem_version
+        mem_reached = self.memory.version
         patterns_msg = memory_msg = None
-        if vv != prev_vv:
-            patterns_msg = self._patterns_push(prev_vv, vv)
-        if mem_version != prev_mem:
-            memory_msg, self._tick_memory = self._memory_push(prev_mem)
+        base = self._push_history.get(base_tick)
+        if base is not None:
+            if vv != base[0]:
+                patterns_msg = self._patterns_push(base[0], vv)
+            if mem_reached != base[1]:
+                memory_msg, mem_reached = self._memory_push(base[1])
+        history = self._push_history
+        history[tick] = (vv, mem_reached)
+        history.pop(tick - _PUSH_HISTORY, None)
         behind = False
         for m in self.members.values():
             conn = m.conn
-            if conn is None or not conn.is_open:
+            if m.push_slot != slot or conn is None or not conn.is_open:
                 continue
             if m.patterns_tick >= 0:
-                if self._push_to(m, conn, m.patterns_tick, prev, patterns_msg, patterns=True):
+                if self._push_to(m, conn, base_tick, patterns_msg, tick):
                     m.patterns_tick = tick
                 else:
                     behind = True
             if m.memory_tick >= 0 and self._push_to(
-                m, conn, m.memory_tick, prev, memory_msg, patterns=False
+                m, conn, base_tick, memory_msg, tick, memories=True
             ):
                 m.memory_tick = tick
         if patterns_msg is not None or memory_msg is not None:
             self._notify()
         if not behind and self._spreading:
-            now = now_ms()
-            keep = []
-            for spread in self._spreading:
-                if vv.get(spread.origin, 0) >= spread.version:
-                    self._propagation.append(max(0, now - spread.sent_ms))
-                elif now - spread.sent_ms < 120_000:
-                    keep.append(spread)
-            self._spreading = keep
+            self._finish_spreads(tick)
+
+    def _finish_spreads(self, tick: int) -> None:
+        """Propagation samples: a version is out once every slot was pushed a snapshot
+        holding it (the last ``_PUSH_SLOTS`` sub-ticks)."""
+        window = [self._push_history.get(t) for t in range(tick - _PUSH_SLOTS + 1, tick + 1)]
+        now = now_ms()
+        keep = []
+        for spread in self._spreading:
+            if all(h is not None and h[0].get(spread.origin, 0) >= spread.version for h in window):
+                self._propagation.append(max(0, now - spread.sent_ms))
+            elif now - spread.sent_ms < 120_000:
+                keep.append(spread)
+        self._spreading = keep
 
     def patterns_delivered(self, agent_ids: Iterable[str]) -> bool:
         """Whether every pattern this coordinator holds was sent to each of ``agent_ids``
-        (each subscribed and caught up to the latest push)."""
-        if self.intelligence.version_vector() != self._tick_vv:
-            return False  # changes not pushed yet
+        (each subscribed, and its latest push covered the current state)."""
+        vv = self.intelligence.version_vector()
         for agent_id in agent_ids:
             m = self.members.get(agent_id)
-            if m is None or not m.connected or m.patterns_tick != self._tick:
+            if m is None or not m.connected or m.patterns_tick < 0:
+                return False
+            pushed = self._push_history.get(m.patterns_tick)
+            if pushed is None or pushed[0] != vv:
                 return False
         return True
 
@@ -840,30 +868,32 @@ class Coordinator:
         self,
         m: Member,
         conn: Connection,
-        held: int,
-        prev: int,
+        base_tick: int,
         shared: SwarmMessage | None,
+        tick: int,
         *,
-        patterns: bool,
+        memories: bool = False,
     ) -> bool:
-        """The shared push for a member caught up to ``prev``, else a catch-up delta."""
-        if held != prev:
-            return self._catch_up(m, conn, patterns=patterns)
+        """The shared push for a member caught up to ``base_tick``, else a catch-up."""
+        held = m.memory_tick if memories else m.patterns_tick
+        if held != base_tick:
+            return self._catch_up(m, conn, held, tick, memories=memories)
         return shared is None or self._reply(conn, shared)
 
-    def _catch_up(self, m: Member, conn: Connection, *, patterns: bool) -> bool:
-        """A personal delta for a member that missed a push (or several)."""
+    def _catch_up(
+        self, m: Member, conn: Connection, held: int, tick: int, *, memories: bool
+    ) -> bool:
+        """A personal delta from what ``m`` holds (its last push, ``held``) to ``tick``."""
         self._catch_ups += 1
-        held = m.patterns_tick if patterns else m.memory_tick
-        base = next((h for h in self._tick_history if h[0] == held), None)
-        if patterns:
-            since_vv = base[1] if base is not None else self.agent_versions.get(m.agent_id, {})
+        base = self._push_history.get(held)
+        if not memories:
+            since_vv = base[0] if base is not None else self.agent_versions.get(m.agent_id, {})
             data = self.intelligence.get_delta(since_vv, identity=self.identity)
             msg = SwarmMessage.sync_patterns(self.agent_id, data, recipient=m.agent_id)
             return self._reply(conn, msg)
-        # Memories up to the version this tick's shared push starts from, in batches.
-        since = base[2] if base is not None else 0
-        while since < self._tick_memory:
+        # Memories up to the version this tick's shared push reached, in batches.
+        since, target = (base[1] if base is not None else 0), self._push_history[tick][1]
+        while since < target:
             msg, reached = self._memory_delta(since, m.agent_id)
             if not self._reply(conn, msg):
                 return False
