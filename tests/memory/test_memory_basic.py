@@ -481,3 +481,28 @@ def test_eviction_order_matches_a_reference_model(
     assert mem.ids() == list(model)
     assert mem.stats().evictions == evictions
     assert sum(mem.stats().tiers.values()) == len(model)
+
+
+def test_set_ef_search_changes_the_live_beam_width() -> None:
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(3000, 32)).astype(np.float32)
+    queries = rng.normal(size=(40, 32)).astype(np.float32)
+    mem = VectorMemory("ef", max_entries=5000, connectivity=4, ef_construction=16)
+    ids = mem.store_many([str(i) for i in range(len(data))], data)
+    exact = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ (
+        data / np.linalg.norm(data, axis=1, keepdims=True)
+    ).T
+    truth = [set(np.argsort(-row)[:10].tolist()) for row in exact]
+    index_of = {mid: i for i, mid in enumerate(ids)}
+
+    def recall() -> float:
+        got = [{index_of[h.entry.id] for h in mem.search(q, 10)} for q in queries]
+        return float(np.mean([len(g & t) / 10 for g, t in zip(got, truth, strict=True)]))
+
+    mem.set_ef_search(10)
+    low = recall()
+    mem.set_ef_search(400)
+    assert mem.ef_search == 400
+    assert recall() > low
+    with pytest.raises(ConfigError):
+        mem.set_ef_search(0)

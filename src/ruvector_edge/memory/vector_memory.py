@@ -546,6 +546,19 @@ class VectorMemory:
             self._tiers[tier] = idx
         return idx
 
+    def set_ef_search(self, ef: int) -> None:
+        """Change the HNSW search beam width (``ef_search``) of every tier, live.
+
+        Higher finds more true neighbours and costs more per search; a caller with a
+        latency budget (the ruvLLM retriever) tunes it while serving.
+        """
+        self.ef_search = _check_positive_int("ef_search", ef)
+        with self._rw.write():
+            for idx in self._tiers.values():
+                # usearch defines this setter, but interleaved with another property's,
+                # which its type hints (as mypy reads them) lose.
+                idx.index.expansion_search = self.ef_search  # type: ignore[misc]
+
     def _active_tiers(self) -> list[TierIndex]:
         return [t for t in self._tiers.values() if len(t)]
 
