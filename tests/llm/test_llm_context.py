@@ -109,3 +109,21 @@ def test_assemble_context_respects_budget() -> None:
     text, used = assemble_context(srcs, 1000, approx_token_count)
     assert len(used) == 5
     assert assemble_context(srcs, 0, approx_token_count) == ("", [])
+
+
+@pytest.mark.parametrize("precision", ["float32", "float16", "int8"])
+def test_every_index_precision_retrieves_the_matching_document(precision: str) -> None:
+    emb = HashEmbedder()
+    ks = KnowledgeStore(emb, latency_budget_ms=None, precision=precision)
+    topics = ["database connection pool size", "pizza dough hydration", "kubernetes pod eviction"]
+    ks.add_documents([(f"notes on {t} number {i}", None) for t in topics for i in range(20)])
+    hit = ks.retrieve(emb.embed("how big should the database connection pool be"), 3)
+    assert all("database connection pool" in s.text for s in hit.sources)
+    assert ks.memory.stats().entries == 60
+
+
+def test_an_unknown_index_precision_is_refused() -> None:
+    from ruvector_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="precision"):
+        KnowledgeStore(HashEmbedder(), precision="int4")

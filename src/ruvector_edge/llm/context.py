@@ -18,10 +18,10 @@ from typing import Any, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from ruvector_edge.errors import InvalidInputError, NotFoundError
+from ruvector_edge.errors import ConfigError, InvalidInputError, NotFoundError
 from ruvector_edge.llm.embeddings import Embedder
 from ruvector_edge.llm.types import Source
-from ruvector_edge.memory import VectorMemory
+from ruvector_edge.memory import Tier, TierPolicy, VectorMemory
 
 __all__ = [
     "EDGE_KINDS",
@@ -118,6 +118,9 @@ def _content(entry_content: str) -> str:
     return entry_content
 
 
+_PRECISIONS: dict[str, Tier | None] = {"float32": None, "float16": Tier.WARM, "int8": Tier.COOL}
+
+
 class KnowledgeStore:
     """Vector memory + edges for ruvLLM (thread-safe: the memory is, edges use a lock)."""
 
@@ -129,6 +132,7 @@ class KnowledgeStore:
         ef_search: int = 64,
         connectivity: int = 32,
         ef_construction: int = 200,
+        precision: str = "int8",
         latency_budget_ms: float | None = 0.5,
         chunk_words: int = 200,
         chunk_overlap: int = 40,
@@ -136,6 +140,11 @@ class KnowledgeStore:
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.embedder = embedder
+        tier = _PRECISIONS.get(precision)
+        if precision not in _PRECISIONS:
+            raise ConfigError(
+                f"index precision must be one of {sorted(_PRECISIONS)}, got {precision!r}"
+            )
         self.memory = VectorMemory(
             agent_id,
             max_entries=max_entries,
@@ -143,6 +152,8 @@ class KnowledgeStore:
             connectivity=connectivity,
             ef_construction=ef_construction,
             ef_search=ef_search,
+            # One fixed tier: every vector stays at the chosen precision.
+            tiers=None if tier is None else TierPolicy(initial=tier, rebalance_every=0),
         )
         self.chunk_words = chunk_words
         self.chunk_overlap = chunk_overlap

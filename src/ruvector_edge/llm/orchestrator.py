@@ -60,6 +60,9 @@ class Config:
     hnsw_m: int = 32
     hnsw_ef_construction: int = 200
     hnsw_ef_search: int = 64
+    # Vectors in the HNSW index: "int8" searched 1.5x faster and built 2.2x faster than
+    # "float32" on 100k documents, for about one point of recall@8 (bench_llm, README).
+    index_precision: str = "int8"
     max_entries: int = 1_000_000
     retrieval_k: int = 5
     retrieval_budget_ms: float | None = 0.5
@@ -137,9 +140,17 @@ class Config:
             graph_expansion=self.graph_expansion if graph_expansion is None else graph_expansion,
         )
 
-    def with_hnsw(self, m: int, ef_construction: int, ef_search: int) -> Config:
-        """HNSW parameters (seed: 32, 200, 64)."""
-        return self._with(hnsw_m=m, hnsw_ef_construction=ef_construction, hnsw_ef_search=ef_search)
+    def with_hnsw(
+        self, m: int, ef_construction: int, ef_search: int, *, precision: str | None = None
+    ) -> Config:
+        """HNSW parameters (seed: 32, 200, 64) and the index's vector precision
+        (``"float32"``, ``"float16"`` or ``"int8"``, the default)."""
+        return self._with(
+            hnsw_m=m,
+            hnsw_ef_construction=ef_construction,
+            hnsw_ef_search=ef_search,
+            index_precision=self.index_precision if precision is None else precision,
+        )
 
     def with_router(self, **options: Any) -> Config:
         """Router settings: any of ``router_hidden_dim``, ``context_sizes``,
@@ -309,6 +320,7 @@ class RuvLLM:
             ef_search=cfg.hnsw_ef_search,
             connectivity=cfg.hnsw_m,
             ef_construction=cfg.hnsw_ef_construction,
+            precision=cfg.index_precision,
             latency_budget_ms=cfg.retrieval_budget_ms,
             chunk_words=cfg.chunk_words,
             chunk_overlap=cfg.chunk_overlap,
