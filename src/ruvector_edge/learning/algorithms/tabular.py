@@ -40,8 +40,10 @@ __all__ = [
 ]
 
 
-class _OneStepTD(TabularLearner):
-    """One-step TD control: ``Q[s,a] += alpha * (r + gamma * bootstrap(s') - Q[s,a])``."""
+class _StepSizeLearner(TabularLearner):
+    """A tabular learner with a constant step size ``alpha`` and the tables ``_TABLES``."""
+
+    _TABLES: ClassVar[tuple[str, ...]] = ("q",)
 
     def __init__(
         self,
@@ -61,9 +63,13 @@ class _OneStepTD(TabularLearner):
             n_states=n_states,
             n_actions=n_actions,
             initial_value=initial_value,
-            table_names=("q",),
+            table_names=self._TABLES,
         )
         self.alpha = check_unit_open("alpha", alpha)
+
+
+class _OneStepTD(_StepSizeLearner):
+    """One-step TD control: ``Q[s,a] += alpha * (r + gamma * bootstrap(s') - Q[s,a])``."""
 
     @abstractmethod
     def _bootstrap(self, next_row: int, cols: IntArray, next_action: Action | None) -> float:
@@ -143,7 +149,7 @@ class ExpectedSarsa(_OneStepTD):
         return float(policy.probabilities(q, c) @ q)
 
 
-class DoubleQLearning(TabularLearner):
+class DoubleQLearning(_StepSizeLearner):
     """Double Q-learning (van Hasselt 2010): two tables, each updated half the time with
     the other's estimate of its own greedy action, which removes max's upward bias.
 
@@ -151,28 +157,7 @@ class DoubleQLearning(TabularLearner):
     """
 
     name: ClassVar[str] = "double-q"
-
-    def __init__(
-        self,
-        *,
-        alpha: float = 0.1,
-        gamma: float = 0.99,
-        policy: Policy | None = None,
-        n_states: int | None = None,
-        n_actions: int | None = None,
-        initial_value: float = 0.0,
-        seed: SeedLike = None,
-    ) -> None:
-        super().__init__(
-            gamma=gamma,
-            seed=seed,
-            policy=policy,
-            n_states=n_states,
-            n_actions=n_actions,
-            initial_value=initial_value,
-            table_names=("qa", "qb"),
-        )
-        self.alpha = check_unit_open("alpha", alpha)
+    _TABLES: ClassVar[tuple[str, ...]] = ("qa", "qb")
 
     def update(
         self,
