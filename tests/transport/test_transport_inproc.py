@@ -511,3 +511,71 @@ def test_any_mix_of_message_sizes_arrives_intact(sizes: list[int]) -> None:
         await listener.close()
 
     asyncio.run(run())
+
+
+# -- batching: messages sent in one loop turn share a frame -------------------------------
+
+
+async def test_a_lone_message_leaves_at_once_and_a_burst_travels_batched() -> None:
+    listener, conn, server = await pair()
+    out_before, bytes_before = conn.stats.messages_out, conn.stats.bytes_out
+    conn.send_nowait(data_msg("worker-1", 40, 0))
+    assert server.inbox_size == 1  # not held back for a batch: request/response stays fast
+    burst = 600
+    for i in range(1, burst + 1):
+        conn.send_nowait(data_msg("worker-1", 40, i))
+    assert server.inbox_size == 1 + 2 * 256  # full batches went out; 88 wait for the turn
+    got = [(await server.recv(timeout=5)).seq for _ in range(burst + 1)]
+    assert got == list(range(burst + 1))
+    assert conn.stats.messages_out - out_before == burst + 1
+    # Batched, each message saves its own frame header and authentication trailer.
+    alone = sum(len(encode_message(data_msg("worker-1", 40, i))) + 8 + 24 for i in range(601))
+    assert conn.stats.bytes_out - bytes_before < alone - burst * 25
+    await conn.close()
+    await listener.close()
+
+
+async def test_close_flushes_messages_still_being_gathered() -> None:
+    listener, conn, server = await pair()
+    for i in range(10):
+        conn.send_nowait(data_msg("worker-1", 10, i))
+    await conn.close()
+    drained = [m.seq async for m in server]
+    assert drained == list(range(10))
+    assert conn.stats.dropped == 0
+    await listener.close()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 300), st.booleans()), min_size=1, max_size=6))
+def test_bursts_arrive_complete_and_in_order(bursts: list[tuple[int, bool]]) -> None:
+    async def run() -> None:
+        opts = TransportOptions(max_send_queue=64, max_recv_queue=32)
+        listener, conn, server = await pair(server=opts, client=opts)
+        total = sum(n for n, _ in bursts)
+
+        async def produce() -> None:
+            seq = 0
+            for n, awaited in bursts:
+                for _ in range(n):
+                    if awaited:
+                        await conn.send(data_msg("worker-1", 30, seq))
+                    else:
+                        while True:
+                            try:
+                                conn.send_nowait(data_msg("worker-1", 30, seq))
+                                break
+                            except CapacityError:
+                                await asyncio.sleep(0)
+                    seq += 1
+                await asyncio.sleep(0)
+
+        producer = asyncio.create_task(produce())
+        got = [(await server.recv(timeout=5)).seq for _ in range(total)]
+        await producer
+        assert got == list(range(total))
+        assert server.inbox_size == 0
+        await conn.close()
+        await listener.close()
+
+    asyncio.run(run())

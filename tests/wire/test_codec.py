@@ -2,13 +2,14 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ruvector_edge.errors import AuthError, FrameTooLargeError, ProtocolError, ReplayError
 from ruvector_edge.identity import Admission, Identity
 from ruvector_edge.wire import (
     FLAG_AUTHENTICATED,
+    FLAG_BATCH,
     FrameRejected,
     LinkInitiator,
     LinkResponder,
@@ -17,6 +18,7 @@ from ruvector_edge.wire import (
     SwarmMessage,
     encode_frame,
     encode_message,
+    frame_header,
 )
 
 AGENT = Identity.from_seed(b"a" * 32, "agent-1")
@@ -143,3 +145,96 @@ def test_fuzzed_streams_never_crash_an_authenticated_codec(garbage: bytes) -> No
     except ProtocolError:
         return
     assert all(isinstance(x, FrameRejected) for x in out)
+
+
+# -- batch frames -----------------------------------------------------------------------
+
+
+def _pings(count: int, start: int = 0) -> list[SwarmMessage]:
+    return [SwarmMessage.ping("agent-1", start + i) for i in range(count)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 300), min_size=1, max_size=8),
+    encrypt=st.booleans(),
+    chunk=st.integers(1, 97),
+)
+def test_batches_round_trip_in_order_whatever_the_chunking(
+    sizes: list[int], encrypt: bool, chunk: int
+) -> None:
+    agent, coord = linked_pair(encrypt)
+    frames_in, frames_out = coord.stats.frames_in, agent.stats.frames_out
+    sent: list[SwarmMessage] = []
+    stream = b""
+    for size in sizes:
+        batch = _pings(size, len(sent))
+        sent += batch
+        stream += agent.seal([agent.encode_body(m) for m in batch])
+    got: list[SwarmMessage | FrameRejected] = []
+    for pos in range(0, len(stream), chunk):
+        got += coord.feed(stream[pos : pos + chunk])
+    assert got == sent
+    assert coord.stats.frames_in - frames_in == len(sizes)  # one AEAD check per batch
+    assert agent.stats.frames_out - frames_out == len(sizes)
+
+
+def test_a_batch_is_smaller_than_its_messages_sent_alone() -> None:
+    agent, _ = linked_pair()
+    msgs = _pings(50)
+    alone = sum(len(agent.encode(m)) for m in msgs)
+    batched = len(agent.seal([agent.encode_body(m) for m in msgs]))
+    assert batched < alone - 49 * 30  # a header and a trailer saved per message
+
+
+def test_tampered_batch_is_rejected_whole_and_the_stream_goes_on() -> None:
+    agent, coord = linked_pair()
+    frame = bytearray(agent.seal([agent.encode_body(m) for m in _pings(5)]))
+    frame[20] ^= 0x01
+    after = _pings(1, 5)
+    got = coord.feed(bytes(frame) + agent.encode(after[0]))
+    assert isinstance(got[0], FrameRejected)
+    assert isinstance(got[0].error, AuthError)
+    assert got[1:] == after
+
+
+def test_a_stale_message_inside_a_batch_is_rejected_alone() -> None:
+    agent, coord = linked_pair()
+    fresh = _pings(3)
+    stale = msgspec.structs.replace(fresh[1], ts_ms=fresh[1].ts_ms - 10 * 60_000)
+    batch = [fresh[0], stale, fresh[2]]
+    got = coord.feed(agent.seal([agent.encode_body(m) for m in batch]))
+    assert got[0] == fresh[0]
+    assert got[2] == fresh[2]
+    assert isinstance(got[1], FrameRejected)
+    assert isinstance(got[1].error, ReplayError)
+    assert coord.stats.rejected == 1
+
+
+def test_replayed_batch_is_rejected() -> None:
+    agent, coord = linked_pair()
+    frame = agent.seal([agent.encode_body(m) for m in _pings(4)])
+    assert len(coord.feed(frame)) == 4
+    [again] = coord.feed(frame)
+    assert isinstance(again, FrameRejected)
+    assert isinstance(again.error, ReplayError)
+
+
+def test_batch_flag_needs_authentication_and_a_session() -> None:
+    plain = MessageCodec()
+    with pytest.raises(ProtocolError, match="authenticated link"):
+        plain.seal([encode_message(m) for m in _pings(2)])
+    with pytest.raises(ProtocolError, match="batched frame must also be authenticated"):
+        frame_header(10, FLAG_BATCH)
+    # A batch frame that does not authenticate on the peer's side never yields messages.
+    bogus = frame_header(10 + 24, FLAG_AUTHENTICATED | FLAG_BATCH) + b"\x92" + b"\x00" * 33
+    _, coord = linked_pair()
+    [rejected] = coord.feed(bogus)
+    assert isinstance(rejected, FrameRejected)
+
+
+def test_oversize_batch_is_refused_before_sealing() -> None:
+    agent, _ = linked_pair(max_frame_size=1000)
+    bodies = [agent.encode_body(m) for m in _pings(40)]
+    with pytest.raises(FrameTooLargeError, match="batch of 40 messages"):
+        agent.seal(bodies)

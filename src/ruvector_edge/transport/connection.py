@@ -9,9 +9,12 @@ Nothing here frames bytes or touches keys.
 Flow control, both ways bounded:
 
 * sending — ``send`` encodes and, when nothing is queued, hands the frame straight to the
-  link (no task switch). Otherwise the frame joins a bounded queue drained by one writer
-  task. When the queue is full ``send`` waits up to ``send_timeout``; a peer that has not
-  drained it by then is disconnected and ``send`` raises ``SlowPeerError``. Disconnecting
+  link (no task switch). Further messages sent in the same event-loop turn are gathered
+  and sealed together as one batch frame when the turn ends (one AEAD operation and one
+  link write for the burst; a lone request still leaves at once). Frames the link cannot
+  take yet join a bounded queue drained by one writer task. When the queue is full
+  ``send`` waits up to ``send_timeout``; a peer that has not drained it by then is
+  disconnected and ``send`` raises ``SlowPeerError``. Disconnecting
   (rather than raising and keeping the link) is deliberate: a peer that stalls that long
   is broken, and keeping it would pin the queue's memory for every later send.
 * receiving — decoded messages wait in a bounded inbox; when it is full the connection
@@ -40,7 +43,7 @@ from typing import Any, Literal, Protocol
 
 from ruvector_edge.config import AgentRole
 from ruvector_edge.errors import AuthError, CapacityError, EdgeError, ProtocolError
-from ruvector_edge.identity import Identity, PeerInfo
+from ruvector_edge.identity import TRAILER_SIZE, Identity, PeerInfo
 from ruvector_edge.transport.errors import (
     ConnectionClosedError,
     SlowPeerError,
@@ -49,6 +52,7 @@ from ruvector_edge.transport.errors import (
 )
 from ruvector_edge.transport.options import TransportOptions, WelcomeSettings
 from ruvector_edge.wire import (
+    BATCH_OVERHEAD,
     FrameRejected,
     JoinPayload,
     LinkInitiator,
@@ -76,6 +80,8 @@ WelcomeProvider = (
 """The WELCOME fields a listener sends: fixed settings, or a (possibly async) callback that
 sees the authenticated peer and its JOIN — and may raise ``AuthError`` to refuse it."""
 
+_MAX_BATCH = 256  # messages per batch frame: bounds the receiver's burst into its inbox
+_MAX_BATCH_BYTES = 256 * 1024
 _LOUD_REJECTS = 10  # per connection; later rejects are logged at DEBUG (a flood cannot spam)
 
 
@@ -237,7 +243,15 @@ class Connection:
         self._gen = 0
         # outgoing
         self._outq: deque[bytes] = deque()
+        self._outq_counts: deque[int] = deque()  # messages in each queued frame
+        self._outq_msgs = 0
         self._outq_bytes = 0
+        self._batch: list[bytes] = []  # bodies sent this loop turn, sealed when it ends
+        self._batch_bytes = 0
+        self._batch_limit = min(
+            _MAX_BATCH_BYTES, options.max_frame_size - TRAILER_SIZE - BATCH_OVERHEAD
+        )
+        self._corked = False
         self._writer: asyncio.Task[None] | None = None
         self._writer_wake: asyncio.Future[None] | None = None
         self._room_waiters: list[asyncio.Future[None]] = []
@@ -297,13 +311,13 @@ class Connection:
 
     @property
     def queued_frames(self) -> int:
-        """Frames waiting to be written."""
-        return len(self._outq)
+        """Messages waiting to be written (queued alone, in a batch frame, or being gathered)."""
+        return self._outq_msgs + len(self._batch)
 
     @property
     def queued_bytes(self) -> int:
         """Bytes waiting to be written."""
-        return self._outq_bytes
+        return self._outq_bytes + self._batch_bytes
 
     @property
     def inbox_size(self) -> int:
@@ -317,13 +331,9 @@ class Connection:
         ``ConnectionClosedError`` once closed, ``TransportTimeoutError`` if the link stays
         down while reconnecting, ``ProtocolError`` for a message above the frame limit.
         """
-        if (
-            self._state is not _State.OPEN
-            or len(self._outq) >= self.options.max_send_queue
-            or self._outq_bytes >= self.options.max_send_bytes
-        ):
+        if self._state is not _State.OPEN or not self._has_room():
             await self._wait_room(timeout)
-        self._push(self._codec.encode(msg))
+        self._queue_body(self._codec.encode_body(msg))
 
     def send_nowait(self, msg: SwarmMessage) -> None:
         """Send without waiting, for broadcasters that must not stall on one peer.
@@ -340,10 +350,10 @@ class Connection:
             )
         if not self._has_room():
             raise CapacityError(
-                f"send queue to {self.peer_id} is full ({len(self._outq)} frames, "
-                f"{self._outq_bytes} bytes); retry later or use await send()"
+                f"send queue to {self.peer_id} is full ({self.queued_frames} frames, "
+                f"{self.queued_bytes} bytes); retry later or use await send()"
             )
-        self._push(self._codec.encode(msg))
+        self._queue_body(self._codec.encode_body(msg))
 
     async def recv(self, timeout: float | None = None) -> SwarmMessage:
         """The next message; ``ConnectionClosedError`` once closed and drained."""
@@ -401,6 +411,8 @@ class Connection:
         if self._hs_future is not None and not self._hs_future.done():
             self._hs_future.set_exception(self._closed_error(reason))
         limit = self.options.close_timeout if timeout is None else timeout
+        if was_open:
+            self._flush_batch()
         if was_open and self._outq:
             try:
                 await asyncio.wait_for(self._flush_wait(), limit)
@@ -690,20 +702,64 @@ class Connection:
     # -- sending internals -------------------------------------------------------------
     def _has_room(self) -> bool:
         return (
-            len(self._outq) < self.options.max_send_queue
-            and self._outq_bytes < self.options.max_send_bytes
+            self._outq_msgs + len(self._batch) < self.options.max_send_queue
+            and self._outq_bytes + self._batch_bytes < self.options.max_send_bytes
         )
 
-    def _push(self, frame: bytes) -> None:
+    def _queue_body(self, body: bytes) -> None:
+        """Send the first message of a loop turn now; gather the rest into a batch."""
+        if not self._corked:
+            self._corked = True
+            self._loop.call_soon(self._uncork)
+            self._push(self._codec.seal((body,)))
+            return
+        batch = self._batch
+        if batch and (
+            len(batch) >= _MAX_BATCH or self._batch_bytes + len(body) > self._batch_limit
+        ):
+            self._flush_batch()
+            batch = self._batch
+        batch.append(body)
+        self._batch_bytes += len(body)
+
+    def _uncork(self) -> None:
+        self._corked = False
+        if self._batch:
+            self._flush_batch()
+
+    def _flush_batch(self) -> None:
+        """Seal the gathered bodies into one frame and push it."""
+        bodies = self._batch
+        if not bodies:
+            return
+        self._batch = []
+        self._batch_bytes = 0
+        if self._state is not _State.OPEN and self._state is not _State.CLOSING:
+            self.stats.dropped += len(bodies)  # the link went down in this very turn
+            return
+        try:
+            frame = self._codec.seal(bodies)
+        except EdgeError as exc:  # the link's counter ran out: it must re-key
+            self.stats.dropped += len(bodies)
+            self._count_error(exc.code)
+            self.abort(f"cannot seal: {exc}")
+            return
+        self._push(frame, len(bodies))
+        if self._room_waiters and self._has_room():
+            self._wake(self._room_waiters)
+
+    def _push(self, frame: bytes, messages: int = 1) -> None:
         """Write ``frame`` now if the link takes it, else queue it for the writer task."""
         outq = self._outq
         if not outq and self._link.try_write(frame):
             stats = self.stats
-            stats.messages_out += 1
+            stats.messages_out += messages
             stats.bytes_out += len(frame)
             stats.last_activity = time.monotonic()
             return
         outq.append(frame)
+        self._outq_counts.append(messages)
+        self._outq_msgs += messages
         self._outq_bytes += len(frame)
         if self._writer is None:
             self._writer = self._loop.create_task(self._write_loop())
@@ -732,12 +788,15 @@ class Connection:
                 continue
             if gen != self._gen:
                 continue  # the link was replaced meanwhile; its queue was dropped
-            nbytes = 0
+            nbytes = nmsgs = 0
+            counts = self._outq_counts
             for _ in range(len(batch)):
                 nbytes += len(outq.popleft())
+                nmsgs += counts.popleft()
             self._outq_bytes -= nbytes
+            self._outq_msgs -= nmsgs
             stats = self.stats
-            stats.messages_out += len(batch)
+            stats.messages_out += nmsgs
             stats.bytes_out += nbytes
             stats.last_activity = time.monotonic()
             if self._room_waiters:
@@ -767,7 +826,7 @@ class Connection:
                     self._room_waiters.remove(waiter)
         if self._state is _State.OPEN and not self._has_room():
             reason = (
-                f"slow peer: {len(self._outq)} frames ({self._outq_bytes} bytes) not drained "
+                f"slow peer: {self.queued_frames} frames ({self.queued_bytes} bytes) not drained "
                 f"within {limit:g} s"
             )
             self._count_error("slow_peer")
@@ -793,9 +852,14 @@ class Connection:
 
     def _drop_outq(self) -> None:
         if self._outq:
-            self.stats.dropped += len(self._outq)
+            self.stats.dropped += self._outq_msgs
             self._outq.clear()
-            self._outq_bytes = 0
+            self._outq_counts.clear()
+            self._outq_msgs = self._outq_bytes = 0
+        if self._batch:
+            self.stats.dropped += len(self._batch)
+            self._batch = []
+            self._batch_bytes = 0
 
     # -- receiving internals -----------------------------------------------------------
     def _pop(self) -> SwarmMessage:
@@ -839,6 +903,7 @@ class Connection:
     async def _close_after_error(self, exc: EdgeError) -> None:
         with contextlib.suppress(EdgeError, OSError):
             if self._state is _State.OPEN:
+                self._flush_batch()  # keep the order: what was sent before goes first
                 self._push(
                     self._codec.encode(
                         SwarmMessage.error(

@@ -79,14 +79,14 @@ class WelcomeSettings:
 class TransportOptions:
     """Limits and timeouts for one connection or listener (all times in seconds).
 
-    Memory per connection is bounded on both sides: at most ``max_send_queue`` frames /
+    Memory per connection is bounded on both sides: at most ``max_send_queue`` messages /
     ``max_send_bytes`` bytes wait to be written (plus one frame larger than that limit,
     so a big frame can always be sent alone), and at most ``max_recv_queue`` messages /
-    ``max_recv_bytes`` bytes wait to be read by the application; beyond that the
-    connection stops reading from the link, so the peer's sends back up to its own
-    bounded queue. A ``send`` that finds the queue full waits up to ``send_timeout``;
-    if the peer still has not drained it, the peer is deemed stuck, the connection is
-    aborted and ``send`` raises ``SlowPeerError``.
+    ``max_recv_bytes`` bytes wait to be read by the application (exceeded by at most one
+    batch frame: 256 messages or 256 KiB); beyond that the connection stops reading from
+    the link, so the peer's sends back up to its own bounded queue. A ``send`` that finds
+    the queue full waits up to ``send_timeout``; if the peer still has not drained it, the
+    peer is deemed stuck, the connection is aborted and ``send`` raises ``SlowPeerError``.
 
     Fields: ``max_frame_size`` (bytes per frame, checked before buffering; a listener
     announces it in the WELCOME and the initiator never sends more), ``encrypt`` (encrypt
@@ -101,10 +101,10 @@ class TransportOptions:
     ``ws_ping_timeout`` (keep-alive), ``ws_coalesce`` (pack queued frames into one
     message), ``ssl`` (an ``SSLContext``; required for ``wss://`` listeners). Shared
     memory: ``shm_ring_size`` (bytes per direction, a power of two, set by the listener),
-    ``shm_dir`` (rendezvous directory), ``shm_poll_us`` (opt-in: after the inbound ring
-    empties, keep polling it through the event loop for this many microseconds before
-    parking on the wake-up socket; it trades CPU for latency and only helps when the two
-    processes have dedicated cores — 0, the default, is purely event-driven).
+    ``shm_dir`` (rendezvous directory), ``shm_poll_us`` (on a hot link — arrivals at most
+    1 ms apart — keep polling the emptied inbound ring through the event loop for this
+    many microseconds before parking on the wake-up socket, so the peer's next record
+    needs no syscall; an idle link never polls; 0 makes the link purely event-driven).
     """
 
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE
@@ -129,7 +129,7 @@ class TransportOptions:
     ssl: ssl.SSLContext | None = None
     # Shared memory
     shm_ring_size: int = 1 << 20
-    shm_poll_us: int = 0
+    shm_poll_us: int = 200
     shm_dir: Path | None = None
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ Nothing here touches a socket: bytes in, validated messages out, and back.
 """
 
 from ruvector_edge.wire.codec import (
+    BATCH_OVERHEAD,
     HANDSHAKE_TYPES,
     CodecStats,
     FrameRejected,
@@ -13,6 +14,7 @@ from ruvector_edge.wire.codec import (
 )
 from ruvector_edge.wire.frame import (
     FLAG_AUTHENTICATED,
+    FLAG_BATCH,
     FLAG_ENCRYPTED,
     HEADER_SIZE,
     MAGIC,
@@ -51,8 +53,10 @@ from ruvector_edge.wire.messages import (
 )
 
 __all__ = [
+    "BATCH_OVERHEAD",
     "DEFAULT_TTL",
     "FLAG_AUTHENTICATED",
+    "FLAG_BATCH",
     "FLAG_ENCRYPTED",
     "HANDSHAKE_TYPES",
     "HEADER_SIZE",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 
 from ruvector_edge.config import DEFAULT_MAX_FRAME_SIZE
-from ruvector_edge.errors import AuthError, EdgeError, ProtocolError
+from ruvector_edge.errors import AuthError, EdgeError, FrameTooLargeError, ProtocolError
 from ruvector_edge.identity import TRAILER_SIZE, LinkSession
 from ruvector_edge.wire.frame import (
     FLAG_AUTHENTICATED,
+    FLAG_BATCH,
     FLAG_ENCRYPTED,
     FrameDecoder,
     RawFrame,
@@ -19,6 +21,7 @@ from ruvector_edge.wire.frame import (
 from ruvector_edge.wire.messages import MessageType, SwarmMessage
 
 __all__ = [
+    "BATCH_OVERHEAD",
     "HANDSHAKE_TYPES",
     "CodecStats",
     "FrameRejected",
@@ -32,6 +35,18 @@ HANDSHAKE_TYPES = frozenset({MessageType.JOIN, MessageType.WELCOME, MessageType.
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SwarmMessage)
+_batch_decoder = msgspec.msgpack.Decoder(list[SwarmMessage])
+
+BATCH_OVERHEAD = 5
+"""Most bytes a batch adds to its messages' bodies (the msgpack array header)."""
+
+
+def _array_header(count: int) -> bytes:
+    if count < 16:
+        return bytes((0x90 | count,))
+    if count < 1 << 16:
+        return b"\xdc" + count.to_bytes(2, "big")
+    return b"\xdd" + count.to_bytes(4, "big")
 
 
 def encode_message(msg: SwarmMessage) -> bytes:
@@ -109,43 +124,78 @@ class MessageCodec:
 
     def encode(self, msg: SwarmMessage) -> bytes:
         """One complete frame for ``msg``."""
-        body = _encoder.encode(msg)
-        session = self.session
-        size = len(body) + (TRAILER_SIZE if session is not None else 0)
-        if size > self.max_frame_size:
+        body = self.encode_body(msg)
+        if self.session is not None:
+            return self.seal((body,))
+        if msg.type not in HANDSHAKE_TYPES:
             raise ProtocolError(
-                f"{msg.type.value} message of {size} bytes exceeds the {self.max_frame_size}-byte "
-                "frame limit; split it or raise max_frame_size on both sides",
-                code="frame_too_large",
+                f"{msg.type.value} needs an authenticated link; finish the handshake first"
             )
-        if session is None:
-            if msg.type not in HANDSHAKE_TYPES:
-                raise ProtocolError(
-                    f"{msg.type.value} needs an authenticated link; finish the handshake first"
-                )
-            frame = frame_header(size) + body
-        else:
-            flags = FLAG_AUTHENTICATED | (FLAG_ENCRYPTED if self.encrypt else 0)
-            header = frame_header(size, flags)
-            frame = header + session.seal(header, body, encrypt=self.encrypt)
+        frame = frame_header(len(body)) + body
         self.stats.frames_out += 1
         self.stats.bytes_out += len(frame)
         return frame
 
+    def encode_body(self, msg: SwarmMessage) -> bytes:
+        """The msgpack body of ``msg``, checked against the frame limit (for :meth:`seal`)."""
+        body = _encoder.encode(msg)
+        size = len(body) + (TRAILER_SIZE if self.session is not None else 0)
+        if size > self.max_frame_size:
+            raise FrameTooLargeError(
+                f"{msg.type.value} message of {size} bytes exceeds the {self.max_frame_size}-byte "
+                "frame limit; split it or raise max_frame_size on both sides"
+            )
+        return body
+
+    def seal(self, bodies: Sequence[bytes]) -> bytes:
+        """One authenticated frame carrying ``bodies`` (from :meth:`encode_body`), in order.
+
+        Several bodies travel as one batch frame: one AEAD operation for all of them. The
+        caller keeps the batch within ``max_frame_size`` (``BATCH_OVERHEAD`` bytes plus the
+        trailer on top of the bodies).
+        """
+        session = self.session
+        if session is None:
+            raise ProtocolError("sealing needs an authenticated link; finish the handshake first")
+        flags = FLAG_AUTHENTICATED | (FLAG_ENCRYPTED if self.encrypt else 0)
+        if len(bodies) == 1:
+            body = bodies[0]
+        else:
+            body = b"".join((_array_header(len(bodies)), *bodies))
+            flags |= FLAG_BATCH
+        size = len(body) + TRAILER_SIZE
+        if size > self.max_frame_size:
+            raise FrameTooLargeError(
+                f"a batch of {len(bodies)} messages ({size} bytes) exceeds the "
+                f"{self.max_frame_size}-byte frame limit"
+            )
+        header = frame_header(size, flags)
+        frame = header + session.seal(header, body, encrypt=self.encrypt)
+        stats = self.stats
+        stats.frames_out += 1
+        stats.bytes_out += len(frame)
+        return frame
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[SwarmMessage | FrameRejected]:
-        """Decode every complete frame in the stream so far."""
+        """Decode every complete frame in the stream so far (a batch yields all its messages)."""
         out: list[SwarmMessage | FrameRejected] = []
         for raw in self._decoder.feed(data):
             self.stats.frames_in += 1
             self.stats.bytes_in += len(raw.header) + len(raw.body)
             try:
-                out.append(self._open(raw))
+                if raw.flags & FLAG_BATCH:
+                    self._open_batch(raw, out)
+                else:
+                    out.append(self._open(raw))
             except EdgeError as exc:
-                self.stats.rejected += 1
-                codes = self.stats.rejected_by_code
-                codes[exc.code] = codes.get(exc.code, 0) + 1
-                out.append(FrameRejected(exc, raw.flags, len(raw.body)))
+                out.append(self._reject(exc, raw))
         return out
+
+    def _reject(self, exc: EdgeError, raw: RawFrame) -> FrameRejected:
+        stats = self.stats
+        stats.rejected += 1
+        stats.rejected_by_code[exc.code] = stats.rejected_by_code.get(exc.code, 0) + 1
+        return FrameRejected(exc, raw.flags, len(raw.body))
 
     def _open(self, raw: RawFrame) -> SwarmMessage:
         session = self.session
@@ -162,6 +212,29 @@ class MessageCodec:
         if msg.type not in HANDSHAKE_TYPES:
             raise AuthError(f"{msg.type.value} arrived before the link was authenticated")
         return msg
+
+    def _open_batch(self, raw: RawFrame, out: list[SwarmMessage | FrameRejected]) -> None:
+        """Append a batch frame's messages; one with a stale timestamp is rejected alone."""
+        session = self.session
+        if session is None:  # the decoder only passes batches that are authenticated
+            raise AuthError("batch frame received before the handshake finished")
+        body = session.open(raw.header, raw.body, encrypted=bool(raw.flags & FLAG_ENCRYPTED))
+        try:
+            msgs = _batch_decoder.decode(body)
+        except msgspec.ValidationError as exc:
+            raise ProtocolError(f"invalid message in batch: {exc}") from None
+        except (msgspec.DecodeError, ValueError) as exc:
+            raise ProtocolError(f"undecodable batch body: {exc}") from None
+        except RecursionError:
+            raise ProtocolError("batch body is nested too deeply") from None
+        check = session.replay_guard.check_timestamp
+        for msg in msgs:
+            try:
+                check(msg.ts_ms)
+            except EdgeError as exc:
+                out.append(self._reject(exc, raw))
+                continue
+            out.append(msg)
 
     @property
     def buffered(self) -> int:
