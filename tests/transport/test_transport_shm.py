@@ -36,7 +36,7 @@ from ruvector_edge.transport import (
     connect,
     listen,
 )
-from ruvector_edge.transport.shm import RING_HEADER_SIZE, shm_paths, stale_segments
+from ruvector_edge.transport.shm import RING_HEADER_SIZE, PollPolicy, shm_paths, stale_segments
 from ruvector_edge.wire import SwarmMessage, SyncPatternsPayload
 
 pytestmark = pytest.mark.skipif(
@@ -469,3 +469,45 @@ async def test_listener_process_killed_then_restarted_on_the_same_name() -> None
             child.kill()
         child.join(timeout=30)
     assert stale_segments(prefix) == []
+
+
+# -- adaptive poll policy -------------------------------------------------------------------
+
+
+def test_poll_policy_polls_only_on_a_hot_link() -> None:
+    policy = PollPolicy(hot_gap=0.001)
+    policy.arrived(10.0)
+    assert not policy.should_poll()  # first arrival: nothing to compare with
+    policy.arrived(10.0005)
+    assert policy.should_poll()  # 0.5 ms gap: hot
+    policy.window_ended(found_data=True)
+    policy.arrived(10.5)
+    assert not policy.should_poll()  # a 0.5 s gap: idle links park at once, never spin
+
+
+def test_poll_policy_backs_off_exponentially_after_empty_windows_and_recovers() -> None:
+    policy = PollPolicy(hot_gap=1.0, max_backoff=8)
+    now = 0.0
+    policy.arrived(now)
+
+    def chances_until_poll() -> int:
+        nonlocal now
+        skipped = 0
+        while True:
+            now += 0.001
+            policy.arrived(now)
+            if policy.should_poll():
+                return skipped
+            skipped += 1
+
+    observed = []
+    for _ in range(6):
+        observed.append(chances_until_poll())
+        policy.window_ended(found_data=False)
+    # Every empty window doubles the number of chances skipped, up to the cap.
+    assert observed == [0, 1, 2, 4, 8, 8]
+    assert chances_until_poll() == 8
+    policy.window_ended(found_data=True)  # a window that paid resets the backoff
+    assert chances_until_poll() == 0
+    policy.window_ended(found_data=False)
+    assert chances_until_poll() == 1
