@@ -11,7 +11,8 @@ SYNC_PATTERNS frame (ChaCha20-Poly1305 tag; the frame size on the wire is report
 
 The peer is a separate process (``python -m benchmarks.bench_transport --peer ...``) started
 once; it serves every phase, so shared memory, WebSocket and the pipes connect the same two
-processes. In-process runs both ends in this process.
+processes. In-process runs both ends in this process. Both processes run uvloop, the loop
+the ruvector-edge commands use (``BENCH_LOOP=asyncio`` for the standard library's).
 
 Run: ``python -m benchmarks.bench_transport`` (``BENCH_QUICK=1`` for a short run).
 """
@@ -23,12 +24,18 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
+
+try:
+    import uvloop
+except ImportError:  # Windows
+    uvloop = None  # type: ignore[assignment]
 
 from benchmarks.harness import QUICK, Report
 from ruvector_edge.identity import Admission, Identity, generate_join_token, now_ms
@@ -43,6 +50,12 @@ from ruvector_edge.wire import (
 )
 
 AREA = "transport"
+# Both processes run the event loop the ruvector-edge commands use: uvloop when installed
+# (BENCH_LOOP=asyncio measures the standard library's loop instead).
+LOOP = "asyncio" if os.environ.get("BENCH_LOOP") == "asyncio" or uvloop is None else "uvloop"
+_RUN: Callable[[Coroutine[Any, Any, Any]], Any] = (
+    asyncio.run if uvloop is None or LOOP == "asyncio" else uvloop.run
+)
 SIZES = (64, 4096)
 RTT_N = 400 if QUICK else 3000
 TPUT_N = {64: 8_000 if QUICK else 60_000, 4096: 3_000 if QUICK else 20_000}
@@ -214,14 +227,11 @@ def peer_main(ctl_in: int, ctl_out: int, pipe_in: int, pipe_out: int) -> None:
                 got += len(os.read(pipe_in, min(1 << 20, total - got)))
             os.write(pipe_out, b"k")
         elif cmd == "serve":
-            asyncio.run(_serve_ours(args[0], args[1], int(args[2])))
+            _RUN(_serve_ours(args[0], args[1], int(args[2])))
         elif cmd == "raw-ws":
-            asyncio.run(_raw_ws_server(ctl_out))  # writes its port first, "ok" when done
+            _RUN(_raw_ws_server(ctl_out))  # writes its port first, "ok" when done
         elif cmd == "floor":
-            asyncio.run(_floor_peer(pipe_in, pipe_out, int(args[0]), int(args[1])))
-        elif cmd == "pin":
-            cpus = range(os.cpu_count() or 1) if args[0] == "all" else [int(args[0])]
-            os.sched_setaffinity(0, set(cpus))
+            _RUN(_floor_peer(pipe_in, pipe_out, int(args[0]), int(args[1])))
         elif cmd == "quit":
             return
         os.write(ctl_out, b"ok\n")
@@ -458,7 +468,7 @@ async def run(report: Report, peer: Peer) -> dict[str, float]:
         for key, base in (
             ("inproc", "codec"),
             ("shm0", "pipe"),
-            ("shm200", "pipe"),
+            (f"shm{TransportOptions().shm_poll_us}", "pipe"),
             ("ws1", "rawws"),
             ("ws0", "rawws"),
         )
@@ -481,15 +491,12 @@ async def run(report: Report, peer: Peer) -> dict[str, float]:
         floor = await measure_floor(peer, size)
         row("shared memory", "reference: asyncio + seal/open", size, (floor, 0.0), key="floor")
     name = f"bench-{os.getpid()}"
-    phases = [(0, "ours, authenticated", False)]
-    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
-        phases.append((200, "ours, poll 200 µs, pinned CPUs 0|1 (opt-in)", True))
-    for poll_us, case, pinned in phases:
-        if pinned:
-            saved = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, {0})
-            peer.command("pin", 1)
-            assert peer.reply() == "ok"
+    default_poll = TransportOptions().shm_poll_us
+    phases = [
+        (default_poll, f"ours, authenticated (adaptive poll {default_poll} µs, default)"),
+        (0, "ours, event-driven only (shm_poll_us=0)"),
+    ]
+    for poll_us, case in phases:
         options = TransportOptions(shm_poll_us=poll_us)
         listener = await listen(f"shm://{name}", coord, Admission(token), options=options)
         peer.command("serve", listener.url, token, poll_us)
@@ -499,10 +506,6 @@ async def run(report: Report, peer: Peer) -> dict[str, float]:
         await conn.close()
         assert await peer.areply() == "ok"
         await listener.close()
-        if pinned:
-            os.sched_setaffinity(0, saved)
-            peer.command("pin", "all")
-            assert peer.reply() == "ok"
 
     # WebSocket, against unauthenticated websockets with messages of our frame sizes.
     peer.command("raw-ws")
@@ -532,12 +535,12 @@ def main() -> None:
     load_before = os.getloadavg()
     peer = Peer()
     try:
-        results = asyncio.run(run(report, peer))
+        results = _RUN(run(report, peer))
     finally:
         peer.close()
     report.target(
         "shared-memory round trip p50, 64 B (µs)",
-        results["shm0_p50_64"],
+        results[f"shm{TransportOptions().shm_poll_us}_p50_64"],
         SHM_RTT_TARGET_US,
         higher_is_better=False,
     )
@@ -558,6 +561,7 @@ def main() -> None:
         f"load average (1 min) before/after: {load_before[0]:.2f} / {os.getloadavg()[0]:.2f} "
         f"on {os.cpu_count()} CPUs (other jobs on the machine inflate these numbers)"
     )
+    report.notes.append(f"event loop in both processes: {LOOP}")
     report.notes.append(
         f"RTT over {RTT_N} round trips after {WARMUP} warm-up; throughput over "
         f"{TPUT_N[64]} (64 B) / {TPUT_N[4096]} (4 KiB) one-way messages, acknowledged at the end."

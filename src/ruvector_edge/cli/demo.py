@@ -47,6 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ruvector_edge.cli import demo_workload as workload
+from ruvector_edge.cli._common import run_loop
 from ruvector_edge.codec import CompressionLevel, TensorCodec
 from ruvector_edge.config import AgentRole, SwarmConfig, Transport
 from ruvector_edge.errors import ConfigError, EdgeError, TransportError
@@ -896,7 +897,7 @@ def _run_with_progress(
         on_progress=tick,
     )
     with progress:
-        return asyncio.run(demo)
+        return run_loop(demo)
 
 
 def main() -> None:

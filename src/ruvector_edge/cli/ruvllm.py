@@ -13,7 +13,6 @@ missing, ...), 1 when a query fails.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import functools
@@ -47,6 +46,7 @@ from ruvector_edge.cli._common import (
     build_config,
     configure_logging,
     print_error,
+    run_loop,
     split_csv,
     write_line,
 )
@@ -253,7 +253,7 @@ def _run_server(web: FastAPI, sock: socket.socket, *, verbose: int, ready_line: 
         timeout_graceful_shutdown=5,
     )
     server = _ReadyServer(config, ready_line)
-    asyncio.run(server.serve(sockets=[sock]))
+    run_loop(server.serve(sockets=[sock]))
 
 
 def _bind(host: str, port: int) -> socket.socket:
