@@ -30,6 +30,7 @@ from ruvector_edge.cli._common import (
     build_config,
     load_handlers,
     prepare_coordinator,
+    run_loop,
     sleep_handler,
     sleep_seconds,
 )
@@ -569,3 +570,11 @@ def test_agent_role_coordinator_runs_the_coordinator(runner: CliRunner) -> None:
         )
     assert result.exit_code == 2, result.output
     assert f"cannot listen on ws://127.0.0.1:{port}" in result.stderr
+
+
+def test_commands_run_on_uvloop_when_it_is_installed() -> None:
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    expected = "uvloop" if sys.platform != "win32" else "asyncio"
+    assert run_loop(loop_module()).startswith(expected)
