@@ -5,8 +5,9 @@
   filters on metadata, evicts by LRU or FIFO when full, moves vectors between float32,
   float16, int8 and binary storage by access frequency (:class:`TierPolicy`), syncs with
   peers (deltas, last-writer-wins, tombstones) and persists to SQLite + index files.
-* :class:`VectorEntry`, :class:`SearchHit`, :class:`MemoryStats`, :class:`MergeReport`,
-  :class:`RebalanceReport`, :class:`SyncDelta` are the values it returns.
+* :class:`VectorEntry`, :class:`SearchHit`, :class:`SearchRecords`, :class:`MemoryStats`,
+  :class:`MergeReport`, :class:`RebalanceReport`, :class:`SyncDelta` are the values it
+  returns.
 
 User errors raise :class:`~ruvector_edge.errors.EdgeError` subclasses: DimensionError,
 InvalidInputError, NotFoundError, ConfigError, SyncError, StorageError.
@@ -22,6 +23,7 @@ from ruvector_edge.memory.types import (
     Metric,
     RebalanceReport,
     SearchHit,
+    SearchRecords,
     SyncDelta,
     Tier,
     TierPolicy,
@@ -36,6 +38,7 @@ __all__ = [
     "Metric",
     "RebalanceReport",
     "SearchHit",
+    "SearchRecords",
     "SyncDelta",
     "Tier",
     "TierPolicy",

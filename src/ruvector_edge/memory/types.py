@@ -20,6 +20,7 @@ __all__ = [
     "Metric",
     "RebalanceReport",
     "SearchHit",
+    "SearchRecords",
     "SyncDelta",
     "Tier",
     "TierPolicy",
@@ -199,6 +200,20 @@ class SearchHit(NamedTuple):
     def content(self) -> str:
         """The entry's content."""
         return self.entry.content
+
+
+class SearchRecords(NamedTuple):
+    """:meth:`VectorMemory.search_records` results as parallel columns, best first.
+
+    ``vectors`` is one ``(n, dim)`` float32 matrix (the vectors as the memory holds them,
+    like :attr:`VectorEntry.embedding`); ``metadata`` dicts are copies.
+    """
+
+    ids: list[str]
+    contents: list[str]
+    metadata: list[dict[str, Any]]
+    scores: list[float]
+    vectors: NDArray[np.float32]
 
 
 class SyncDelta(NamedTuple):

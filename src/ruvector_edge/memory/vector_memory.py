@@ -61,6 +61,7 @@ from ruvector_edge.memory.types import (
     Metric,
     RebalanceReport,
     SearchHit,
+    SearchRecords,
     SyncDelta,
     Tier,
     TierPolicy,
@@ -941,6 +942,58 @@ class VectorMemory:
         finally:
             rw.release_read()
 
+    def search_records(self, query: ArrayLike, top_k: int = 10) -> SearchRecords:
+        """:meth:`search` (no filter) as columns: the same hits, scores and access
+        accounting, without a :class:`VectorEntry` per hit.
+
+        For hot paths that read a few fields of each hit (the ruvLLM retriever): ids,
+        contents, metadata copies and scores as lists, the vectors as one ``(n, dim)``
+        float32 matrix.
+        """
+        if self._closed:
+            self._check_open()
+        q = self._as_query(query)
+        k = top_k if type(top_k) is int and top_k >= 0 else self._check_k(top_k)
+        rw = self._rw
+        rw.acquire_read()
+        try:
+            if not k or not self._by_id:
+                dim = self._dim or 0
+                return SearchRecords([], [], [], [], np.zeros((0, dim), dtype=np.float32))
+            tiers = self._tiers
+            if len(tiers) == 1:
+                (only,) = tiers.values()
+                keys, scores = only.search_one(q, k)
+            else:
+                active = self._active_tiers()
+                keys, scores = _merge_results([t.search_one(q, k) for t in active], k)
+            slot_rec = self._slot_rec
+            recs = [slot_rec[s] for s in keys.tolist()]
+            self._touch(keys, recs)
+            ids: list[str] = []
+            contents: list[str] = []
+            metas: list[dict[str, Any]] = []
+            for rec in recs:
+                assert rec is not None
+                ids.append(rec.id)
+                contents.append(rec.content)
+                metas.append(rec.metadata.copy())
+            return SearchRecords(ids, contents, metas, scores.tolist(), self._vectors_of(keys))
+        finally:
+            rw.release_read()
+
+    def _vectors_of(self, keys: Keys) -> F32:
+        """The ``(n, dim)`` float32 vectors of live ``keys`` (caller holds the read lock)."""
+        if len(self._tiers) == 1:
+            (only,) = self._tiers.values()
+            return only.vectors(keys)
+        tiers = self._tier_of[keys]
+        mat = np.empty((len(keys), self._dim or 0), dtype=np.float32)
+        for t in np.unique(tiers).tolist():
+            sel = tiers == t
+            mat[sel] = self._tiers[_TIERS[t]].vectors(keys[sel])
+        return mat
+
     def search_batch(
         self,
         queries: ArrayLike,
@@ -1020,16 +1073,27 @@ class VectorMemory:
         with self._touch_lock:
             self._searches += 1
             counts = []
-            for rec in recs:
-                assert rec is not None
-                rec.access += 1
-                counts.append(rec.access)
             p = self.tier_policy
-            if p is not None:
+            if p is None:
+                for rec in recs:
+                    assert rec is not None
+                    rec.access += 1
+                    counts.append(rec.access)
+            else:
+                # Decayed frequency per hit; a few hits per search, so a loop over Python
+                # floats (no numpy call per step) is the cheap way.
                 now = self._clock()
-                decay = np.exp2(-(now - self._ftime[slots]) / p.half_life_s)
-                self._freq[slots] = self._freq[slots] * np.minimum(decay, 1.0) + 1.0
-                self._ftime[slots] = now
+                half_life = p.half_life_s
+                freq, ftime = self._freq, self._ftime
+                for rec in recs:
+                    assert rec is not None
+                    rec.access += 1
+                    counts.append(rec.access)
+                    s = rec.slot
+                    age = now - float(ftime[s])
+                    decay = 2.0 ** (-age / half_life) if age > 0 else 1.0
+                    freq[s] = float(freq[s]) * decay + 1.0
+                    ftime[s] = now
             if self.eviction is EvictionPolicy.LRU:
                 self._pending_uses.append(slots)
                 self._pending_count += len(slots)
