@@ -63,6 +63,19 @@ class RouteFeatures:
     x2: F64  # [mean retrieved embedding, stats]
     xs: F64  # [query embedding, stats]
 
+    def stacked(self) -> F64:
+        """``[x1; x2; xs]`` as one ``(3, dim)`` array (no copy when they are its rows, as
+        :func:`route_features` makes them)."""
+        base = self.x1.base
+        if (
+            isinstance(base, np.ndarray)
+            and base.shape == (3, self.x1.shape[0])
+            and self.x2.base is base
+            and self.xs.base is base
+        ):
+            return base
+        return np.array((self.x1, self.x2, self.xs))
+
 
 def route_features(
     query: F32,
@@ -80,10 +93,10 @@ def route_features(
     """
     q = np.asarray(query).ravel()
     d = q.shape[0]
-    x1 = np.zeros(d + N_STATS)
-    x1[:d] = q
-    x2 = np.zeros(d + N_STATS)
-    stats = x2[d:]  # a view: filled in place
+    x = np.zeros((3, d + N_STATS))  # rows x1, x2, xs
+    x[0, :d] = q
+    x[2, :d] = q
+    stats = [0.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     n_hits = len(hit_scores)
     if n_hits:
         scores = [float(v) for v in hit_scores]
@@ -92,15 +105,13 @@ def route_features(
         stats[2] = min(1.0, n_hits / max(1, top_k))
         if hit_vectors is not None and len(hit_vectors):
             ctx = np.add.reduce(np.asarray(hit_vectors), axis=0, dtype=np.float64)
-            n = float(np.sqrt(ctx @ ctx))
+            n = math.sqrt(float(ctx @ ctx))
             if n > 0:
-                x2[:d] = ctx / n
+                np.divide(ctx, n, out=x[1, :d])
     stats[3] = math.log1p(max(0, query_tokens)) / 5.0
     stats[4] = min(max(0, history_turns), 10) / 10.0
-    stats[5] = 1.0
-    xs = x1.copy()
-    xs[d:] = stats
-    return RouteFeatures(x1, x2, xs)
+    x[1:, d:] = stats
+    return RouteFeatures(x[0], x[1], x[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +245,9 @@ class Router:
             raise ConfigError(f"default context {default} is not one of {sizes}")
         p["cc"][sizes.index(default)] = 2.0  # untrained: the configured default context
         self.params = p
+        # Inference constants derived from params and theta (see _infer_consts); None
+        # marks them stale. Everything that changes params or theta resets it.
+        self._infer: tuple[F64, F64, F64, F64, F64, float, float] | None = None
         self._anchor: dict[str, F64] = {n: v.copy() for n, v in p.items()}
         self._fisher: dict[str, F64] = {n: np.zeros_like(v) for n, v in p.items()}
 
@@ -304,11 +318,58 @@ class Router:
         gr["nu"] = np.array([dnu * nu * (1.0 - nu)])
         return gr
 
+    def refresh(self) -> None:
+        """Drop the cached inference constants; call after changing :attr:`params` or
+        :attr:`theta` in place (``update`` and ``load_state_dict`` do it themselves)."""
+        self._infer = None
+
+    def _infer_consts(self) -> tuple[F64, F64, F64, F64, F64, float, float]:
+        """What one query's forward pass needs, stacked so that it is a few numpy calls.
+
+        ``A = [W/2; W; theta; Sc]`` (stored transposed) maps the three inputs at once
+        (``W/2``: the gate's ``sigmoid(a) = (1 + tanh(a/2)) / 2`` shares one ``tanh`` with
+        the candidate),
+        ``U2 = [U/2; U]``, ``bb = [bz/2; bh]``, ``VV = [V; Vc]``, and the gate mix
+        ``zeta (1 - z) + nu = ga - gb tanh(.)``.
+        """
+        c = self._infer
+        if c is None:
+            p = self.params
+            zeta = float(_sigmoid(p["zeta"])[0])
+            nu = float(_sigmoid(p["nu"])[0])
+            w, u = p["W"], p["U"]
+            c = (
+                np.concatenate([0.5 * w, w, self.theta, p["Sc"]]).T,
+                np.concatenate([0.5 * u, u]),
+                np.concatenate([0.5 * p["bz"], p["bh"]]),
+                np.concatenate([p["V"], p["Vc"]]),
+                p["cc"].copy(),
+                0.5 * zeta + nu,
+                0.5 * zeta,
+            )
+            self._infer = c
+        return c
+
     def _scores(self, feats: RouteFeatures) -> tuple[F64, F64]:
-        """Expected reward per model and context logits (caller holds the lock)."""
-        f, lc, _ = self._forward(feats.x1[None], feats.x2[None], feats.xs[None])
-        score: F64 = 0.5 + self.theta @ feats.xs + f[0]
-        return score, lc[0]
+        """Expected reward per model and context logits (caller holds the lock).
+
+        The same function as ``0.5 + theta . xs + _forward(...)`` for one query, in about
+        fifteen numpy calls on the stacked constants of :meth:`_infer_consts`.
+        """
+        a, u2, bb, vv, cc, ga, gb = self._infer_consts()
+        h = self.hidden
+        k = len(self.models)
+        r = feats.stacked() @ a  # (3, 2h + K + C)
+        t1 = np.tanh(r[0, : 2 * h] + bb)  # [tanh((a1 + bz) / 2), tanh(a1 + bh)]
+        h1 = (ga - gb * t1[:h]) * t1[h:]
+        t2 = np.tanh(r[1, : 2 * h] + u2 @ h1 + bb)
+        tz = t2[:h]
+        h2 = (ga - gb * tz) * t2[h:] + (0.5 + 0.5 * tz) * h1
+        out = vv @ h2
+        lin = r[2, 2 * h :]
+        score: F64 = 0.5 + lin[:k] + out[:k]
+        lc: F64 = out[k:] + lin[k:] + cc
+        return score, lc
 
     # ================================================================= routing
     def probabilities(self, feats: RouteFeatures) -> F64:
@@ -340,15 +401,21 @@ class Router:
         """
         self._check(feats)
         with self._lock:
-            score, lc = self._scores(feats)
-            probs = _softmax(score / self.temperature)
+            score_a, lc = self._scores(feats)
+            temperature = self.temperature
             optimistic = explore and model is None
             rand = optimistic and self.exploration > 0
             rand = rand and float(self._rng.random()) < self.exploration
             pick = int(self._rng.integers(len(self.models))) if rand else -1
-            bonus = self._uncertainty(feats.xs) if optimistic and self.ucb > 0 else None
-        k = len(self.models)
-        best = int(np.argmax(score))
+            bonus = self._uncertainty(feats.xs).tolist() if optimistic and self.ucb > 0 else None
+        # A handful of models: plain Python on floats beats numpy's per-call overhead.
+        score: list[float] = score_a.tolist()
+        k = len(score)
+        top = max(score)
+        expd = [math.exp((v - top) / temperature) for v in score]
+        total = math.fsum(expd)
+        probs = [v / total for v in expd]
+        best = max(range(k), key=score.__getitem__)
         fb = self.models.index(self.fallback_model)
         fallback = forced = explored = False
         if model is not None:
@@ -365,18 +432,23 @@ class Router:
                 idx, fallback = fb, True
         else:
             # Optimism under uncertainty; where nothing is known yet the fallback goes first.
-            ucb = score + self.ucb * bonus if bonus is not None else score.copy()
+            c = self.ucb
+            ucb = (
+                score.copy()
+                if bonus is None
+                else [v + c * b for v, b in zip(score, bonus, strict=True)]
+            )
             ucb[fb] += self.fallback_bonus
-            idx = int(np.argmax(ucb))
+            idx = max(range(k), key=ucb.__getitem__)
             explored = idx != best
             fallback = bool(idx == fb and probs[best] < self.confidence_threshold)
-        ctx = int(np.argmax(lc))
+        ctx = int(lc.argmax())
         info = RoutingInfo(
             model=self.models[idx],
             context_size=self.context_sizes[ctx],
-            confidence=float(probs[idx]),
+            confidence=probs[idx],
             fallback=fallback,
-            probabilities={m: float(p) for m, p in zip(self.models, probs, strict=True)},
+            probabilities=dict(zip(self.models, probs, strict=True)),
             forced=forced,
             explored=explored,
         )
@@ -446,6 +518,7 @@ class Router:
         self._b[m] += xs * (reward - 0.5)
         self.theta[m] = a @ self._b[m]
         self._tries[m] += 1
+        self._infer = None
 
     def _batch(
         self, items: Sequence[_Item]
@@ -487,6 +560,7 @@ class Router:
                 imp = np.minimum(self.ewc_lambda * self._fisher[name], cap)
                 g = g + imp * (self.params[name] - self._anchor[name])
             self.params[name] -= lr * g
+        self._infer = None
         return loss
 
     def _calibrate(self) -> None:
@@ -592,6 +666,7 @@ class Router:
             self._binv[...] = np.asarray(state["binv"], dtype=np.float32)
             self._b[...] = b
             self.theta = np.einsum("kij,kj->ki", self._ainv, self._b)
+            self._infer = None
             self._tries[...] = np.asarray(state["tries"], dtype=np.int64)
             self.temperature = float(state["temperature"])
             self.updates = int(state["updates"])
