@@ -263,7 +263,12 @@ def test_config_builder_and_validation() -> None:
     cfg = Config.builder().with_models(["a", "b", "c"]).with_backend("mock").build()
     assert cfg.models == ["a", "b", "c"]
     assert cfg.fallback_model == "c"
-    assert (cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef_search) == (32, 200, 64)
+    # M=16 instead of the seed's 32: more recall for less search time (see Config).
+    assert (cfg.hnsw_m, cfg.hnsw_ef_construction, cfg.hnsw_ef_search) == (16, 200, 64)
+    assert cfg.hnsw_ef_min == 24
+    assert Config().with_hnsw(32, 200, 64, ef_min=16).hnsw_ef_min == 16
+    with pytest.raises(ConfigError):
+        Config().with_hnsw(16, 200, 64, ef_min=0)
     assert Config().with_fallback_model("tiny").fallback_model == "tiny"
     llm = RuvLLM(cfg)
     assert llm.models() == ["a", "b", "c"]

@@ -130,6 +130,7 @@ class KnowledgeStore:
         *,
         max_entries: int = 1_000_000,
         ef_search: int = 64,
+        ef_min: int = 16,
         connectivity: int = 32,
         ef_construction: int = 200,
         precision: str = "int8",
@@ -157,7 +158,11 @@ class KnowledgeStore:
         )
         self.chunk_words = chunk_words
         self.chunk_overlap = chunk_overlap
-        self.tuner = EfTuner(latency_budget_ms, ef=ef_search) if latency_budget_ms else None
+        self.tuner = (
+            EfTuner(latency_budget_ms, ef=ef_search, ef_min=min(ef_min, ef_search))
+            if latency_budget_ms
+            else None
+        )
         self._clock = clock
         self._edges: dict[str, list[tuple[str, str]]] = {}
         self._lock = threading.Lock()
@@ -231,18 +236,22 @@ class KnowledgeStore:
         if k <= 0 or not len(self.memory):
             return Retrieval([], np.zeros((0, self.embedder.dim), dtype=np.float32), [])
         start = self._clock()
-        hits = self.memory.search(query, k)
-        if self.tuner is not None:
-            new = self.tuner.observe((self._clock() - start) * 1000.0)
+        found = self.memory.search_records(query, k)
+        tuner = self.tuner
+        if tuner is not None:
+            new = tuner.observe((self._clock() - start) * 1000.0)
             if new is not None:
                 self.memory.set_ef_search(new)
+        scores = found.scores
         sources = [
-            Source(h.entry.id, h.entry.content, float(h.score), h.entry.metadata) for h in hits
+            Source(i, c, s, m)
+            for i, c, s, m in zip(found.ids, found.contents, scores, found.metadata, strict=True)
         ]
-        vectors = [h.entry.embedding for h in hits]
+        mat = found.vectors
         if expand and self._edges:
-            seen = {s.id for s in sources}
+            seen = set(found.ids)
             extra: list[Source] = []
+            vectors: list[F32] = []
             for s in sources[:2]:
                 for nid, kind in self.neighbours(s.id):
                     if nid in seen or len(extra) >= expand:
@@ -255,13 +264,11 @@ class KnowledgeStore:
                     meta = {**e.metadata, "via": kind, "neighbour_of": s.id}
                     extra.append(Source(nid, e.content, s.score * 0.9, meta))
                     vectors.append(e.embedding)
-            sources.extend(extra)
-        mat = (
-            np.stack(vectors).astype(np.float32, copy=False)
-            if vectors
-            else np.zeros((0, self.embedder.dim), dtype=np.float32)
-        )
-        return Retrieval(sources, mat, [s.score for s in sources])
+            if extra:
+                sources.extend(extra)
+                scores = [s.score for s in sources]
+                mat = np.concatenate([mat, np.stack(vectors).astype(np.float32, copy=False)])
+        return Retrieval(sources, mat, scores)
 
     # --------------------------------------------------------------- write-back
     def write_back(
