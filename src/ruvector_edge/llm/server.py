@@ -29,9 +29,10 @@ import re
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Self, TypeVar
 
+import msgspec
 import numpy as np
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -102,6 +103,10 @@ class _Model(BaseModel):
 
 
 class _Request(_Model):
+    # Strict: JSON types must match the schema (false is not a number, 1.0 is not an
+    # integer); an integer still fills a number field.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, strict=True)
+
     @model_validator(mode="after")
     def _valid_unicode(self) -> Self:
         # JSON may carry lone surrogates (\ud800); they cannot be encoded as UTF-8, so
@@ -392,6 +397,92 @@ class Stats(_Model):
     server: dict[str, Any]
 
 
+# ==================================================================== fast path
+# The plain chat request (string contents, no stream, no session) decoded by msgspec,
+# mirroring ChatCompletionRequest's fields. Anything these types or _fast_request_ok do
+# not accept goes to the FastAPI route, whose pydantic model decides (and words the
+# error); so the fast path only answers requests the route would answer the same way.
+class _FastMessage(msgspec.Struct):
+    role: str
+    content: str | None = None
+    name: str | None = None
+
+
+class _FastChatRequest(msgspec.Struct):
+    messages: list[_FastMessage]
+    model: str = AUTO_MODEL
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stream: bool | None = False
+    stream_options: dict[str, Any] | None = None
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    user: str | None = None
+    session_id: str | None = None
+
+
+_FAST_DECODER: Final = msgspec.json.Decoder(_FastChatRequest)
+_FAST_ENCODER: Final = msgspec.json.Encoder()
+_ROLES: Final = frozenset(("system", "developer", "user", "assistant"))
+
+
+def _opt_in(value: float | None, lo: float, hi: float) -> bool:
+    return value is None or lo <= value <= hi
+
+
+def _fast_request_ok(req: _FastChatRequest) -> bool:
+    """Would ChatCompletionRequest accept ``req`` with these same values (and is it a
+    plain request: no stream, no session, a non-empty last user message)?"""
+    if not (1 <= len(req.model) <= MAX_ID_CHARS and 1 <= len(req.messages) <= MAX_MESSAGES):
+        return False
+    for m in req.messages:
+        if m.role not in _ROLES:
+            return False
+        if m.content is not None and len(m.content) > MAX_TEXT_CHARS:
+            return False
+        if m.name is not None and len(m.name) > MAX_ID_CHARS:
+            return False
+        if m.role == "user" and not (m.content or "").strip():
+            return False  # the route's 400 names the message
+    return (
+        not req.stream
+        and req.stream_options is None
+        and req.session_id is None
+        and _opt_in(req.max_tokens, 1, MAX_TOKENS_LIMIT)
+        and _opt_in(req.max_completion_tokens, 1, MAX_TOKENS_LIMIT)
+        and _opt_in(req.temperature, 0.0, 2.0)
+        and _opt_in(req.top_p, 0.0, 1.0)
+        and (req.n is None or req.n == 1)
+        and _opt_in(req.presence_penalty, -2.0, 2.0)
+        and _opt_in(req.frequency_penalty, -2.0, 2.0)
+        and (req.user is None or len(req.user) <= MAX_ID_CHARS)
+    )
+
+
+def _json_content_type(scope: Scope) -> bool:
+    """Would FastAPI parse this body as JSON (no Content-Type, or application/json)?"""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            main = value.split(b";", 1)[0].strip().lower()
+            return bool(main == b"application/json")
+    return True
+
+
+def _bearer_ok(scope: Scope, key: bytes) -> bool:
+    """Does the request carry ``Authorization: Bearer <key>`` as HTTPBearer reads it?"""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            plain = token.isascii() and token == token.strip()  # as HTTPBearer would read it
+            return bool(plain and scheme.lower() == b"bearer" and hmac.compare_digest(token, key))
+    return False
+
+
 # ==================================================================== errors
 _STATUS_TYPE: Final[Mapping[int, str]] = {
     400: "invalid_request_error",
@@ -490,13 +581,33 @@ def _validation_message(errors: Sequence[Any]) -> tuple[str, str | None]:
 
 
 # ==================================================================== middleware
-class _EdgeMiddleware:
-    """Body-size limit, status counters, and a catch-all that never leaks a traceback."""
+# A request the fast path answers itself: (status, JSON body, extra headers); None hands
+# the request to FastAPI.
+_FastReply = tuple[int, bytes, list[tuple[bytes, bytes]]]
+FastHandler = Callable[[Scope, bytes], Awaitable[_FastReply | None]]
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, counters: Counter[str]) -> None:
+
+class _EdgeMiddleware:
+    """Body-size limit, status counters, and a catch-all that never leaks a traceback.
+
+    ``fast`` maps ``(method, path)`` to a handler that gets the whole body and either
+    answers (the common, valid request) or returns None: the request then goes through
+    FastAPI unchanged (its body replayed), which owns validation errors and every other
+    case.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        counters: Counter[str],
+        fast: Mapping[tuple[str, str], FastHandler] | None = None,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.counters = counters
+        self.fast = dict(fast or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -524,20 +635,54 @@ class _EdgeMiddleware:
         if length is not None and length > limit:
             await self._too_large(send_counted)
             return
+        body: bytes | None = None  # the whole body, once read here
         if length is None and chunked:
-            body = bytearray()
+            chunks = bytearray()
             more = True
             while more:
                 message = await receive()
                 if message["type"] != "http.request":  # client went away
                     return
-                body += message.get("body", b"")
+                chunks += message.get("body", b"")
                 more = message.get("more_body", False)
-                if len(body) > limit:
+                if len(chunks) > limit:
                     await self._too_large(send_counted)
                     return
-            receive = _replay(bytes(body), receive)
+            body = bytes(chunks)
+            receive = _replay(body, receive)
+        fast = self.fast.get((scope["method"], scope["path"])) if self.fast else None
         try:
+            if fast is not None:
+                if body is None:
+                    data = bytearray()
+                    while True:
+                        message = await receive()
+                        if message["type"] != "http.request":  # client went away
+                            return
+                        data += message.get("body", b"")
+                        if not message.get("more_body", False):
+                            break
+                        if len(data) > limit:  # more than Content-Length announced
+                            await self._too_large(send_counted)
+                            return
+                    body = bytes(data)
+                    receive = _replay(body, receive)
+                reply = await fast(scope, body)
+                if reply is not None:
+                    status, payload, extra = reply
+                    await send_counted(
+                        {
+                            "type": "http.response.start",
+                            "status": status,
+                            "headers": [
+                                (b"content-length", str(len(payload)).encode()),
+                                (b"content-type", b"application/json"),
+                                *extra,
+                            ],
+                        }
+                    )
+                    await send_counted({"type": "http.response.body", "body": payload})
+                    return
             await self.app(scope, receive, send_counted)
         except Exception:
             counters["unhandled_errors"] += 1
@@ -631,30 +776,66 @@ def _json(model: BaseModel, status: int = 200) -> Response:
 
 
 def _ruvllm_info(resp: LLMResponse) -> RuvLLMInfo:
+    return RuvLLMInfo.model_validate(_ruvllm_dict(resp))
+
+
+def _ruvllm_dict(resp: LLMResponse) -> dict[str, Any]:
+    """The ``ruvllm`` extension of a completion as plain JSON values (field order as
+    :class:`RuvLLMInfo`); the fast path encodes it directly."""
     routing = resp.routing_info
-    return RuvLLMInfo.model_construct(
-        request_id=str(resp.request_id),
-        session_id=resp.session_id,
-        confidence=_finite(resp.confidence),
-        routing=RoutingOut.model_construct(
-            model=str(routing.model),
-            context_size=int(routing.context_size),
-            confidence=_finite(routing.confidence),
-            fallback=bool(routing.fallback),
-            probabilities={str(k): _finite(v) for k, v in routing.probabilities.items()},
-            forced=bool(getattr(routing, "forced", False)),
-            explored=bool(getattr(routing, "explored", False)),
-        ),
-        sources=[
-            SourceOut.model_construct(
-                id=str(s.id),
-                text=str(s.text),
-                score=_finite(s.score),
-                metadata=jsonable(dict(s.metadata or {})),
-            )
+    return {
+        "request_id": str(resp.request_id),
+        "session_id": None if resp.session_id is None else str(resp.session_id),
+        "confidence": _finite(resp.confidence),
+        "routing": {
+            "model": str(routing.model),
+            "context_size": int(routing.context_size),
+            "confidence": _finite(routing.confidence),
+            "fallback": bool(routing.fallback),
+            "probabilities": {str(k): _finite(v) for k, v in routing.probabilities.items()},
+            "forced": bool(getattr(routing, "forced", False)),
+            "explored": bool(getattr(routing, "explored", False)),
+        },
+        "sources": [
+            {
+                "id": str(s.id),
+                "text": str(s.text),
+                "score": _finite(s.score),
+                "metadata": jsonable(dict(s.metadata or {})),
+            }
             for s in resp.sources
         ],
-        latency_ms={str(k): _finite(v) for k, v in resp.latency_ms.items()},
+        "latency_ms": {str(k): _finite(v) for k, v in resp.latency_ms.items()},
+    }
+
+
+def _completion_json(resp: LLMResponse, created: int) -> bytes:
+    """The ``chat.completion`` body: what ``ChatCompletion.model_dump_json()`` gives for
+    this response (same fields, order and values), encoded by msgspec."""
+    prompt = int(resp.usage.prompt_tokens)
+    completion = int(resp.usage.completion_tokens)
+    return _FAST_ENCODER.encode(
+        {
+            "id": f"chatcmpl-{resp.request_id}",
+            "object": "chat.completion",
+            "created": created,
+            "model": str(resp.routing_info.model),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": str(resp.text)},
+                    "finish_reason": _finish_reason(resp),
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+            "system_fingerprint": None,
+            "ruvllm": _ruvllm_dict(resp),
+        }
     )
 
 
@@ -723,10 +904,53 @@ def create_app(
         docs_url="/docs",
         redoc_url=None,
     )
+
+    async def fast_chat(scope: Scope, body: bytes) -> _FastReply | None:
+        """``POST /v1/chat/completions`` for a plain, valid request without FastAPI's
+        per-request work (dependency solving, pydantic validation of the body and of the
+        response, exception-handler dispatch): same answer, a fraction of the CPU. Every
+        other request (stream, session, content parts, anything invalid, a missing key)
+        returns None and takes the route below."""
+        if key_bytes is not None and not _bearer_ok(scope, key_bytes):
+            return None
+        if not _json_content_type(scope):
+            return None
+        try:
+            req = _FAST_DECODER.decode(body)
+        except msgspec.MsgspecError:
+            return None
+        if not _fast_request_ok(req):
+            return None
+        try:
+            messages = [
+                ChatMessage("system" if m.role == "developer" else m.role, m.content or "")
+                for m in req.messages
+            ]
+            resp = await call(
+                llm.chat,
+                messages,
+                model=None if req.model == AUTO_MODEL else req.model,
+                max_tokens=req.max_completion_tokens or req.max_tokens,
+                temperature=req.temperature,
+            )
+        except EdgeError as exc:  # what on_edge_error answers on the route
+            status = _edge_status(exc)
+            if status >= 500:
+                logger.warning("backend failure: %s: %s", type(exc).__name__, exc.message)
+            headers = [(k.lower().encode(), v.encode()) for k, v in _auth_headers(status).items()]
+            return status, _error_body(status, exc.message, exc.code, None), headers
+        counters["chat_fast_path"] += 1
+        return 200, _completion_json(resp, int(time.time())), []
+
     app.state.llm = llm
     app.state.counters = counters
     app.state.run_in_thread = run_in_thread
-    app.add_middleware(_EdgeMiddleware, max_body_bytes=max_body_bytes, counters=counters)
+    app.add_middleware(
+        _EdgeMiddleware,
+        max_body_bytes=max_body_bytes,
+        counters=counters,
+        fast={("POST", "/v1/chat/completions"): fast_chat},
+    )
 
     # ------------------------------------------------------------ error handlers
     async def on_api_error(_request: Request, exc: Exception) -> Response:
