@@ -103,3 +103,24 @@ def test_buffer_is_bounded_by_one_frame() -> None:
         decoder.feed(frame[:50])
         assert decoder.feed(frame[50:])[0].body == b"z" * 100
         assert decoder.buffered == 0
+
+
+@given(st.binary(max_size=300), st.integers(0, 7))
+def test_whole_agrees_with_feed_for_any_single_chunk(body: bytes, flags: int) -> None:
+    frame = MAGIC + bytes([PROTOCOL_VERSION, flags]) + len(body).to_bytes(4, "big") + body
+    for data in (frame, frame[:-1] if body else frame + b"x", b"garbage" + frame):
+        fast = FrameDecoder(max_frame_size=200).whole(data)
+        if fast is None:
+            continue  # not exactly one valid frame: feed() handles (or refuses) it
+        assert FrameDecoder(max_frame_size=200).feed(data) == [fast]
+        assert len(body) <= 200
+        assert data == frame
+
+
+def test_whole_declines_while_a_frame_is_half_received() -> None:
+    decoder = FrameDecoder()
+    first, second = encode_frame(b"first"), encode_frame(b"second")
+    assert decoder.feed(first[:3]) == []
+    assert decoder.whole(second) is None  # it would skip the 3 buffered bytes
+    assert [f.body for f in decoder.feed(first[3:] + second)] == [b"first", b"second"]
+    assert decoder.whole(second) is not None  # back at a frame boundary

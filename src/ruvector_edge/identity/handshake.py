@@ -186,7 +186,7 @@ class LinkSession:
         tag = self._send.encrypt(nonce, b"", b"".join((header, ctr, body)))
         return b"".join((body, ctr, tag))
 
-    def open(self, header: bytes, sealed: bytes, *, encrypted: bool = False) -> bytes:
+    def open(self, header: bytes, sealed: bytes | memoryview, *, encrypted: bool = False) -> bytes:
         """Verify ``sealed`` (from :meth:`seal`) under ``header``; return the plain body.
 
         Raises ``AuthError`` for a bad tag and ``ReplayError`` for a replayed counter.
@@ -194,23 +194,25 @@ class LinkSession:
         """
         if len(sealed) < TRAILER_SIZE:
             raise AuthError("frame is shorter than its authentication trailer")
-        view = memoryview(sealed)
-        ctr = bytes(view[-TRAILER_SIZE:-TAG_SIZE])
+        if not isinstance(sealed, bytes):
+            sealed = bytes(sealed)
+        ctr = sealed[-TRAILER_SIZE:-TAG_SIZE]
         (counter,) = _unpack_counter(ctr)
-        if not self.replay_guard.would_accept(counter):
-            self.replay_guard.check_and_update(counter)  # raises the precise ReplayError
+        guard = self.replay_guard
+        if not guard.would_accept(counter):
+            guard.check_and_update(counter)  # raises the precise ReplayError
         nonce = _NONCE_PREFIX + ctr
         try:
             if encrypted:
                 body = self._recv.decrypt(
-                    nonce, b"".join((view[:-TRAILER_SIZE], view[-TAG_SIZE:])), header + ctr
+                    nonce, sealed[:-TRAILER_SIZE] + sealed[-TAG_SIZE:], header + ctr
                 )
             else:
-                body = bytes(view[:-TRAILER_SIZE])
-                self._recv.decrypt(nonce, bytes(view[-TAG_SIZE:]), b"".join((header, ctr, body)))
+                body = sealed[:-TRAILER_SIZE]
+                self._recv.decrypt(nonce, sealed[-TAG_SIZE:], header + ctr + body)
         except InvalidTag:
             raise AuthError("frame authentication tag is invalid (tampered or wrong key)") from None
-        self.replay_guard.check_and_update(counter)
+        guard.check_and_update(counter)
         return body
 
 

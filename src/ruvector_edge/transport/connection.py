@@ -376,8 +376,9 @@ class Connection:
                     f"no message from {self.peer_id} within {timeout} s"
                 ) from None
             finally:
-                with contextlib.suppress(ValueError):
-                    self._recv_waiters.remove(waiter)
+                waiters = self._recv_waiters
+                if waiter in waiters:  # _wake empties the list; raising ValueError costs more
+                    waiters.remove(waiter)
         return self._pop()
 
     def __aiter__(self) -> Connection:
@@ -822,8 +823,9 @@ class Connection:
             except TimeoutError:
                 break
             finally:
-                with contextlib.suppress(ValueError):
-                    self._room_waiters.remove(waiter)
+                waiters = self._room_waiters
+                if waiter in waiters:  # _wake empties the list; raising ValueError costs more
+                    waiters.remove(waiter)
         if self._state is _State.OPEN and not self._has_room():
             reason = (
                 f"slow peer: {self.queued_frames} frames ({self.queued_bytes} bytes) not drained "

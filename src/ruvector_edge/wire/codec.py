@@ -179,7 +179,8 @@ class MessageCodec:
     def feed(self, data: bytes | bytearray | memoryview) -> list[SwarmMessage | FrameRejected]:
         """Decode every complete frame in the stream so far (a batch yields all its messages)."""
         out: list[SwarmMessage | FrameRejected] = []
-        for raw in self._decoder.feed(data):
+        whole = self._decoder.whole(data) if type(data) is bytes else None
+        for raw in (whole,) if whole is not None else self._decoder.feed(data):
             self.stats.frames_in += 1
             self.stats.bytes_in += len(raw.header) + len(raw.body)
             try:

@@ -93,6 +93,25 @@ class FrameDecoder:
         """Whether a framing error has poisoned this stream."""
         return self._error is not None
 
+    def whole(self, data: bytes) -> RawFrame | None:
+        """``data`` as one frame if it is exactly one valid frame and nothing is buffered
+        (a ring record or WebSocket message usually is); None means: use :meth:`feed`."""
+        if self._buffer or self._pending_header is not None or len(data) <= HEADER_SIZE:
+            return None
+        header = data[:HEADER_SIZE]
+        magic, version, flags, length = _HEADER.unpack(header)
+        if (
+            length != len(data) - HEADER_SIZE
+            or magic != MAGIC
+            or version != PROTOCOL_VERSION
+            or flags & ~KNOWN_FLAGS
+            or (flags & _NEEDS_AUTH and not flags & FLAG_AUTHENTICATED)
+            or length > self.max_frame_size
+            or self._error is not None
+        ):
+            return None
+        return RawFrame(header, flags, data[HEADER_SIZE:])
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[RawFrame]:
         """Add bytes; return every frame now complete. Raises ``ProtocolError`` on bad framing."""
         if self._error is not None:
