@@ -62,3 +62,14 @@ def test_nonce_cache_refuses_replays_and_stays_bounded() -> None:
     clock[0] += 5_000  # everything is now outside the skew window
     with pytest.raises(ReplayError, match="differs from local time"):
         cache.check((9).to_bytes(16, "big"), clock[0] - 5_000)
+
+
+def test_timestamp_window_matches_check_timestamp() -> None:
+    guard = ReplayGuard(max_skew_ms=1_000, clock=lambda: 50_000)
+    oldest, newest = guard.timestamp_window()
+    assert (oldest, newest) == (49_000, 51_000)
+    for ts in (oldest, newest, 50_000):
+        guard.check_timestamp(ts)
+    for ts in (oldest - 1, newest + 1):
+        with pytest.raises(ReplayError):
+            guard.check_timestamp(ts)

@@ -80,6 +80,11 @@ class ReplayGuard:
             raise ReplayError(f"sequence {seq} was already received (replay)")
         self._bitmap |= 1 << offset
 
+    def timestamp_window(self) -> tuple[int, int]:
+        """The ``(oldest, newest)`` timestamps :meth:`check_timestamp` accepts right now."""
+        now = self._clock()
+        return now - self.max_skew_ms, now + self.max_skew_ms
+
     def check_timestamp(self, ts_ms: int) -> None:
         """Raise ``ReplayError`` if ``ts_ms`` is further than ``max_skew_ms`` from now."""
         skew = ts_ms - self._clock()

@@ -331,7 +331,12 @@ class Connection:
         ``ConnectionClosedError`` once closed, ``TransportTimeoutError`` if the link stays
         down while reconnecting, ``ProtocolError`` for a message above the frame limit.
         """
-        if self._state is not _State.OPEN or not self._has_room():
+        options = self.options
+        if (
+            self._state is not _State.OPEN
+            or self._outq_msgs + len(self._batch) >= options.max_send_queue
+            or self._outq_bytes + self._batch_bytes >= options.max_send_bytes
+        ):
             await self._wait_room(timeout)
         self._queue_body(self._codec.encode_body(msg))
 

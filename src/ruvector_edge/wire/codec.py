@@ -228,10 +228,14 @@ class MessageCodec:
             raise ProtocolError(f"undecodable batch body: {exc}") from None
         except RecursionError:
             raise ProtocolError("batch body is nested too deeply") from None
-        check = session.replay_guard.check_timestamp
+        guard = session.replay_guard
+        oldest, newest = guard.timestamp_window()
         for msg in msgs:
+            if oldest <= msg.ts_ms <= newest:
+                out.append(msg)
+                continue
             try:
-                check(msg.ts_ms)
+                guard.check_timestamp(msg.ts_ms)  # re-checked for the precise error
             except EdgeError as exc:
                 out.append(self._reject(exc, raw))
                 continue

@@ -261,6 +261,9 @@ def new_message_id() -> str:
     return os.urandom(16).hex()
 
 
+_PAYLOAD_TAGS: dict[type, Any] = {}  # payload struct -> its tag, checked per message
+
+
 class SwarmMessage(msgspec.Struct, array_like=True, kw_only=True):
     """The envelope: ``{id, type, sender, recipient|None, ts_ms, seq, ttl, payload}``."""
 
@@ -274,8 +277,11 @@ class SwarmMessage(msgspec.Struct, array_like=True, kw_only=True):
     payload: Payload
 
     def __post_init__(self) -> None:
-        tag = type(self.payload).__struct_config__.tag
-        if tag != self.type.value:
+        kind = type(self.payload)
+        tag = _PAYLOAD_TAGS.get(kind)
+        if tag is None:
+            tag = _PAYLOAD_TAGS[kind] = kind.__struct_config__.tag
+        if tag != self.type:  # a StrEnum member equals its value; .value is slow
             raise ValueError(f"envelope type {self.type.value!r} carries a {tag!r} payload")
 
     # -- constructors (the seed's names) --------------------------------------------
