@@ -33,10 +33,10 @@ hop wakes a halted vCPU. So a *hot* link — one whose last two arrivals were at
 ``shm_poll_us`` (default 200 µs) after it empties, with its sleep flag clear, so the
 producer's next record needs no syscall and no wake-up. The look yields to the loop
 between turns, so other tasks keep running. A link that is idle or slow (gaps above
-1 ms) parks at once and never spins. A window that finds nothing (the peer is slow, or
-shares our core and our spinning delays it) makes the link skip its next 1, 2, 4 ... 64
-polls, so polling that does not pay fades out; the worst case is a link with gaps just
-under 1 ms, spending about 200 µs per 65 messages. ``shm_poll_us=0`` turns polling off.
+1 ms) parks at once and never spins. When most recent windows found nothing (the peer
+is slow, or shares our core and our spinning delays it), the link polls on at most one
+chance in five (:class:`PollPolicy`), so polling that does not pay fades out, while a
+rare miss from a scheduling hiccup changes nothing. ``shm_poll_us=0`` turns polling off.
 
 **Liveness.** The control socket also gives crash detection for free: when the peer
 process dies the kernel closes it and we read EOF. A pipe/eventfd pair would need fds
@@ -119,7 +119,6 @@ _OFFER_MAGIC: Final = "rvx-shm"
 _MAX_OFFER: Final = 4096
 _READ_BUDGET: Final = 4 * 1024 * 1024  # bytes per loop callback before yielding
 _HOT_GAP: Final = 0.001  # s between arrivals below which a link polls before parking
-_MAX_POLL_BACKOFF: Final = 64  # messages without polling after repeated empty windows
 
 _fence_lock = threading.Lock()
 
@@ -419,20 +418,29 @@ async def _recv_exact(loop: asyncio.AbstractEventLoop, sock: socket.socket, n: i
 class PollPolicy:
     """When a consumer should poll its emptied ring before parking (see module doc).
 
-    Poll only on a hot link (the last two arrivals at most ``hot_gap`` seconds apart), and
-    after a window that found nothing skip the next 1, 2, 4 ... ``max_backoff`` chances,
-    so polling that does not pay fades out; a window that finds data resets the backoff.
+    Poll only on a hot link (the last two arrivals at most ``hot_gap`` seconds apart)
+    whose recent windows mostly found data. ``miss_rate`` is a moving average (weight
+    1/8) of windows that found nothing; at ``max_miss_rate`` or above the link parks
+    instead, and each chance it skips decays the rate by ``skip_decay`` so it tries again
+    later. A rare miss (a scheduling hiccup) changes nothing; polling that keeps missing
+    (the peer is slow, or shares our core) falls to one window in five chances or fewer.
     """
 
-    __slots__ = ("_backoff", "_last", "_skip", "hot", "hot_gap", "max_backoff")
+    __slots__ = ("_last", "hot", "hot_gap", "max_miss_rate", "miss_rate", "skip_decay")
 
-    def __init__(self, hot_gap: float = _HOT_GAP, max_backoff: int = _MAX_POLL_BACKOFF) -> None:
+    def __init__(
+        self,
+        hot_gap: float = _HOT_GAP,
+        *,
+        max_miss_rate: float = 0.5,
+        skip_decay: float = 0.97,
+    ) -> None:
         self.hot_gap = hot_gap
-        self.max_backoff = max_backoff
+        self.max_miss_rate = max_miss_rate
+        self.skip_decay = skip_decay
         self.hot = False
+        self.miss_rate = 0.0
         self._last = -float("inf")
-        self._backoff = 1
-        self._skip = 0
 
     def arrived(self, now: float) -> None:
         """Data was read at ``now`` (seconds, monotonic)."""
@@ -443,18 +451,14 @@ class PollPolicy:
         """Asked once each time the ring empties: poll now, or park?"""
         if not self.hot:
             return False
-        if self._skip:
-            self._skip -= 1
+        if self.miss_rate >= self.max_miss_rate:
+            self.miss_rate *= self.skip_decay
             return False
         return True
 
     def window_ended(self, *, found_data: bool) -> None:
         """Report how a poll window ended."""
-        if found_data:
-            self._backoff = 1
-        else:
-            self._skip = self._backoff
-            self._backoff = min(self._backoff * 2, self.max_backoff)
+        self.miss_rate += ((0.0 if found_data else 1.0) - self.miss_rate) / 8
 
 
 class _ShmLink(Link):
