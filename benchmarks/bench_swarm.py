@@ -49,7 +49,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from benchmarks.harness import QUICK, Report
+from benchmarks.harness import LOOP, QUICK, Report, run_loop
 from ruvector_edge.config import SwarmConfig
 from ruvector_edge.swarm import Coordinator, SwarmAgent, TaskContext, TaskHandler, TaskOutcome
 from ruvector_edge.transport import TransportOptions
@@ -246,7 +246,7 @@ def _profile_text(profiler: cProfile.Profile | None) -> str:
 def _coordinator_child(pipe: Pipe, max_agents: int, profile: bool) -> None:
     _raise_nofile()
     _quiet()
-    asyncio.run(_coordinator_main(pipe, max_agents, profile))
+    run_loop(_coordinator_main(pipe, max_agents, profile))
 
 
 async def _coordinator_main(pipe: Pipe, max_agents: int, profile: bool) -> None:
@@ -318,7 +318,7 @@ class AgentsSpec:
 def _agents_child(pipe: Pipe, spec: AgentsSpec) -> None:
     _raise_nofile()
     _quiet()
-    asyncio.run(_agents_main(pipe, spec))
+    run_loop(_agents_main(pipe, spec))
 
 
 async def _agents_main(pipe: Pipe, spec: AgentsSpec) -> None:
@@ -413,7 +413,7 @@ async def _learn_loop(agents: list[SwarmAgent], period: float) -> None:
 def _echo_server_child(pipe: Pipe) -> None:
     _raise_nofile()
     _quiet()
-    asyncio.run(_echo_server_main(pipe))
+    run_loop(_echo_server_main(pipe))
 
 
 async def _echo_server_main(pipe: Pipe) -> None:
@@ -447,7 +447,7 @@ async def _echo_server_main(pipe: Pipe) -> None:
 def _echo_clients_child(pipe: Pipe, url: str, count: int) -> None:
     _raise_nofile()
     _quiet()
-    asyncio.run(_echo_clients_main(pipe, url, count))
+    run_loop(_echo_clients_main(pipe, url, count))
 
 
 async def _echo_clients_main(pipe: Pipe, url: str, count: int) -> None:
@@ -842,7 +842,7 @@ def propagation_rows(report: Report) -> None:
         for n in PROP_SIZES:
             load = time.process_time()
             wall = time.perf_counter()
-            samples, summary = asyncio.run(propagation(n, interval_ms))
+            samples, summary = run_loop(propagation(n, interval_ms))
             cpu = 100.0 * (time.process_time() - load) / (time.perf_counter() - wall)
             p50 = statistics.median(samples) * 1000.0
             cp50, cp99 = summary.get("propagation_p50_ms"), summary.get("propagation_p99_ms")
@@ -930,7 +930,7 @@ async def direct_handler() -> float:
 
 def task_rows(report: Report) -> None:
     """Rows for inproc and ws, after the direct-call baseline."""
-    per_call = asyncio.run(direct_handler())
+    per_call = run_loop(direct_handler())
     report.add(
         **{
             "phase": "tasks",
@@ -941,7 +941,7 @@ def task_rows(report: Report) -> None:
         }
     )
     for name, listen in (("inproc", "inproc://bench-tasks"), ("ws", "ws://127.0.0.1:0")):
-        res = asyncio.run(tasks(listen))
+        res = run_loop(tasks(listen))
         rate = TASKS_BURST / res["burst_s"]
         report.add(
             **{
@@ -1000,6 +1000,7 @@ def main() -> None:
             float(k),
             AGENTS_TARGET,
         )
+    report.notes.append(f"event loop in every process: {LOOP}")
     report.notes.append(
         f"agents per coordinator: stretch goal {AGENTS_STRETCH:,}; ramp {RAMP}; window "
         f"{WINDOW:.0f}s after {SETTLE:.1f}s settle; sync and heartbeat interval "

@@ -24,20 +24,14 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection, serve
 
-try:
-    import uvloop
-except ImportError:  # Windows
-    uvloop = None  # type: ignore[assignment]
-
-from benchmarks.harness import QUICK, Report
+from benchmarks.harness import LOOP, QUICK, Report, run_loop
 from ruvector_edge.identity import Admission, Identity, generate_join_token, now_ms
 from ruvector_edge.transport import Connection, TransportOptions, connect, listen
 from ruvector_edge.wire import (
@@ -50,12 +44,6 @@ from ruvector_edge.wire import (
 )
 
 AREA = "transport"
-# Both processes run the event loop the ruvector-edge commands use: uvloop when installed
-# (BENCH_LOOP=asyncio measures the standard library's loop instead).
-LOOP = "asyncio" if os.environ.get("BENCH_LOOP") == "asyncio" or uvloop is None else "uvloop"
-_RUN: Callable[[Coroutine[Any, Any, Any]], Any] = (
-    asyncio.run if uvloop is None or LOOP == "asyncio" else uvloop.run
-)
 SIZES = (64, 4096)
 RTT_N = 400 if QUICK else 3000
 TPUT_N = {64: 8_000 if QUICK else 60_000, 4096: 3_000 if QUICK else 20_000}
@@ -227,11 +215,11 @@ def peer_main(ctl_in: int, ctl_out: int, pipe_in: int, pipe_out: int) -> None:
                 got += len(os.read(pipe_in, min(1 << 20, total - got)))
             os.write(pipe_out, b"k")
         elif cmd == "serve":
-            _RUN(_serve_ours(args[0], args[1], int(args[2])))
+            run_loop(_serve_ours(args[0], args[1], int(args[2])))
         elif cmd == "raw-ws":
-            _RUN(_raw_ws_server(ctl_out))  # writes its port first, "ok" when done
+            run_loop(_raw_ws_server(ctl_out))  # writes its port first, "ok" when done
         elif cmd == "floor":
-            _RUN(_floor_peer(pipe_in, pipe_out, int(args[0]), int(args[1])))
+            run_loop(_floor_peer(pipe_in, pipe_out, int(args[0]), int(args[1])))
         elif cmd == "quit":
             return
         os.write(ctl_out, b"ok\n")
@@ -535,7 +523,7 @@ def main() -> None:
     load_before = os.getloadavg()
     peer = Peer()
     try:
-        results = _RUN(run(report, peer))
+        results = run_loop(run(report, peer))
     finally:
         peer.close()
     report.target(

@@ -6,12 +6,13 @@ meaningful on whatever machine runs them. Results go to ``benchmarks/results/<ar
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,22 @@ from rich.table import Table
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+
+try:
+    import uvloop
+except ImportError:  # Windows
+    uvloop = None  # type: ignore[assignment]
+
+LOOP = "asyncio" if os.environ.get("BENCH_LOOP") == "asyncio" or uvloop is None else "uvloop"
+"""The event loop benchmarks run on: uvloop, as the ruvector-edge commands do, unless it is
+missing or ``BENCH_LOOP=asyncio`` asks for the standard library's."""
+
+
+def run_loop(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run ``coro`` on :data:`LOOP` (child processes inherit ``BENCH_LOOP``)."""
+    if LOOP == "uvloop":
+        return uvloop.run(coro)
+    return asyncio.run(coro)
 
 
 def measure(fn: Callable[[], object], *, repeat: int = 5, min_time: float = 0.2) -> float:
