@@ -380,6 +380,7 @@ async def run_demo(
     agent_module: str = AGENT_MODULE,
     join_timeout: float = 60.0,
     task_timeout: float = 60.0,
+    converge_timeout: float | None = None,
 ) -> DemoReport:
     """Start a coordinator and ``agents`` agents over ``transport``, run ``tasks`` tasks
     of the learning workload, and measure how the swarm improved.
@@ -388,6 +389,8 @@ async def run_demo(
     get the join token in ``SWARM_JOIN_TOKEN``. ``on_progress`` is called with each task
     as it finishes. Raises ``ConfigError`` for bad settings and ``TransportError`` when
     the agents do not come up or a task gets no result within ``task_timeout`` seconds.
+    After the last task it waits up to ``converge_timeout`` seconds (default: twenty sync
+    intervals) for every agent to hold every agent's patterns.
     """
     kind = Transport.parse(transport)
     if not 1 <= agents <= 64:
@@ -474,7 +477,11 @@ async def run_demo(
             with contextlib.suppress(TimeoutError):
                 await coordinator.wait_until(
                     lambda: coordinator.patterns_delivered(ids),
-                    timeout=20 * sync_interval_ms / 1000,
+                    timeout=(
+                        20 * sync_interval_ms / 1000
+                        if converge_timeout is None
+                        else converge_timeout
+                    ),
                 )
                 converged = True
             if not converged:
