@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from ruvector_edge.codec import TensorCodec
 from ruvector_edge.errors import EdgeError
-from ruvector_edge.learning import IntelligenceSync
+from ruvector_edge.learning import IntelligenceSync, inspect_pattern_blob
 
 AGENTS = ("a", "b", "c")
 
@@ -95,8 +95,6 @@ def test_any_order_and_duplication_of_blobs_converges(
 
 
 def _sender(blob: bytes) -> str:
-    from ruvector_edge.learning import inspect_pattern_blob
-
     return inspect_pattern_blob(blob).sender
 
 
@@ -231,3 +229,23 @@ def test_own_delta_holds_exactly_the_own_entries_after_since(
     )
     assert sorted((e.state, e.action, e.version) for e in observer.entries()) == want
     assert {e.origin for e in observer.entries()} <= {name}
+
+
+@settings(max_examples=40)
+@given(scripts, st.sampled_from(AGENTS), st.sampled_from(AGENTS), st.integers(1, 4))
+def test_capped_deltas_pulled_until_up_to_date_equal_the_full_merge(
+    script: list[tuple[Any, ...]], p: str, q: str, cap: int
+) -> None:
+    agents, _ = run(script)
+    if p == q:
+        return
+    full, capped = copy_of(agents[p]), copy_of(agents[p])
+    full.merge_peer_state(q, agents[q].serialize_state())
+    src = agents[q]
+    for _ in range(len(AGENTS) + 1):  # each capped answer carries at least one origin
+        blob = src.get_delta(capped.version_vector(), max_entries=cap)
+        info = inspect_pattern_blob(blob)
+        # Whole origins only: more than `cap` entries only when one origin alone has more.
+        assert info.entry_count <= cap or len(info.version_vector) == 1
+        capped.merge_peer_state(q, blob)
+    assert observable(capped) == observable(full)

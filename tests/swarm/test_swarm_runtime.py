@@ -483,3 +483,38 @@ async def test_a_stalled_coordinator_loop_does_not_declare_its_agents_failed() -
             assert agent.get_stats().reconnects == 0
         finally:
             await agent.leave_swarm()
+
+
+async def test_request_patterns_honours_max_entries_with_whole_origins() -> None:
+    from ruvector_edge.identity import Identity
+    from ruvector_edge.learning import IntelligenceSync, inspect_pattern_blob
+    from ruvector_edge.transport import connect
+    from ruvector_edge.wire import SyncPatternsPayload
+
+    cfg = SwarmConfig(agent_id="hub", join_token="t", **FAST)
+    async with Coordinator(cfg, listen=f"inproc://cap-{next(_names)}") as hub:
+        for origin in ("o1", "o2", "o3"):  # three origins, three entries each
+            peer = IntelligenceSync(origin)
+            for action in ("x", "y", "z"):
+                peer.update_pattern("s", action, 1.0)
+            hub.intelligence.merge_peer_state(origin, peer.serialize_state())
+        conn = await connect(hub.url, Identity.generate("probe"), join_token="t")
+        try:
+            mirror = IntelligenceSync("probe")
+            carried = []
+            for _ in range(3):
+                await conn.send(
+                    SwarmMessage.request_patterns(
+                        "probe", "hub", max_entries=4, version_vector=mirror.version_vector()
+                    )
+                )
+                reply = await conn.recv(timeout=5)
+                assert isinstance(reply.payload, SyncPatternsPayload)
+                info = inspect_pattern_blob(reply.payload.data)
+                assert info.entry_count == 3  # one whole origin fits under 4, two do not
+                carried.append(set(info.version_vector))
+                mirror.merge_peer_state("hub", reply.payload.data)
+            assert set().union(*carried) == {"o1", "o2", "o3"}
+            assert mirror.entries() == hub.intelligence.entries()
+        finally:
+            await conn.close()

@@ -867,8 +867,13 @@ class PatternStore:
             self._recompute(touched[keep])
         return MergeStats(int(applied.size), int(new_codes.size), int(reissue.size))
 
-    def select(self, since: Mapping[str, int] | None = None) -> EntryBatch:
-        """Entries with ``version > since.get(origin, 0)`` (all entries if ``since`` is None)."""
+    def select(self, since: Mapping[str, int] | None = None, *, max_entries: int = 0) -> EntryBatch:
+        """Entries with ``version > since.get(origin, 0)`` (all entries if ``since`` is None).
+
+        ``max_entries`` > 0 caps the batch by whole origins, first origins first, and always
+        keeps at least one: a delta that is partial by origin is still exact for the
+        origins it carries, so the receiver simply asks again for the rest.
+        """
         rows = self._rows
         n = rows.n
         if since:
@@ -880,6 +885,11 @@ class PatternStore:
             idx = np.flatnonzero(rows["version"][:n] > threshold[rows["origin"][:n]])
         else:
             idx = np.arange(n)
+        if 0 < max_entries < len(idx):
+            origin_of = rows["origin"][:n][idx]
+            ids, counts = np.unique(origin_of, return_counts=True)
+            keep = max(1, int(np.searchsorted(np.cumsum(counts), max_entries, side="right")))
+            idx = idx[np.isin(origin_of, ids[:keep])]
         return self._batch(idx)
 
     def select_origin(self, origin: str, since: int = 0) -> EntryBatch:

@@ -507,18 +507,26 @@ class IntelligenceSync:
         return self._export(None, identity)
 
     def get_delta(
-        self, since: Mapping[str, int] | int = 0, *, identity: Identity | None = None
+        self,
+        since: Mapping[str, int] | int = 0,
+        *,
+        identity: Identity | None = None,
+        max_entries: int = 0,
     ) -> bytes:
         """Entries with ``version > since[origin]``, as a blob for :meth:`merge_peer_state`.
 
         ``since`` is a peer's version vector; an int means ``{agent_id: since}`` (see the
-        module docstring).
+        module docstring). ``max_entries`` > 0 sends whole origins up to about that many
+        entries (at least one origin); the blob's version vector names only those, so the
+        peer asks again for the rest.
         """
-        return self._export(_since_vector(since, self._agent_id), identity)
+        return self._export(_since_vector(since, self._agent_id), identity, max_entries)
 
-    def _export(self, since: dict[str, int] | None, identity: Identity | None) -> bytes:
+    def _export(
+        self, since: dict[str, int] | None, identity: Identity | None, max_entries: int = 0
+    ) -> bytes:
         with self._lock:
-            batch = self._store.select(since)
+            batch = self._store.select(since, max_entries=max_entries)
             vv = self._store.version_vector()
         if since is not None:
             # A delta's header speaks only of the origins it carries, so its size and the

@@ -629,7 +629,9 @@ class Coordinator:
                 assert isinstance(p, RequestPatternsPayload)
                 self.agent_versions[member.agent_id] = p.version_vector
                 self._pulls += 1
-                self._answer_patterns(conn, member.agent_id, msg.id, p.version_vector)
+                self._answer_patterns(
+                    conn, member.agent_id, msg.id, p.version_vector, p.max_entries
+                )
                 if p.subscribe:  # the answer covers all its slot's last push covered
                     member.patterns_tick = self._last_tick_of(member)
             case MessageType.SYNC_MEMORIES:
@@ -639,7 +641,7 @@ class Coordinator:
                 self._reply(conn, SwarmMessage.ack(self.agent_id, member.agent_id, msg.id))
             case MessageType.REQUEST_MEMORIES:
                 assert isinstance(p, RequestMemoriesPayload)
-                self._answer_memories(conn, member.agent_id, msg.id, p.since_version)
+                self._answer_memories(conn, member.agent_id, msg.id, p.since_version, p.max_entries)
                 if p.subscribe:
                     member.memory_tick = self._last_tick_of(member)
             case MessageType.BROADCAST_TASK:
@@ -916,13 +918,18 @@ class Coordinator:
         return out
 
     def _answer_patterns(
-        self, conn: Connection, requester: str, ref: str, seen: dict[str, int]
+        self,
+        conn: Connection,
+        requester: str,
+        ref: str,
+        seen: dict[str, int],
+        max_entries: int = 0,
     ) -> None:
         ours = self.intelligence.version_vector()
         if all(seen.get(o, 0) >= v for o, v in ours.items()):
             self._reply(conn, SwarmMessage.ack(self.agent_id, requester, ref, "up-to-date"))
             return
-        data = self.intelligence.get_delta(seen, identity=self.identity)
+        data = self.intelligence.get_delta(seen, identity=self.identity, max_entries=max_entries)
         self._reply(
             conn,
             SwarmMessage.sync_patterns(
@@ -934,14 +941,17 @@ class Coordinator:
             ),
         )
 
-    def _answer_memories(self, conn: Connection, requester: str, ref: str, since: int) -> None:
+    def _answer_memories(
+        self, conn: Connection, requester: str, ref: str, since: int, max_entries: int = 0
+    ) -> None:
         version = self.memory.version
         if since > version:
             since = 0  # the requester saw another history (e.g. a different coordinator)
         if since == version:
             self._reply(conn, SwarmMessage.ack(self.agent_id, requester, ref, "up-to-date"))
             return
-        delta = self.memory.export_delta(since, limit=self.memory_batch)
+        limit = min(self.memory_batch, max_entries) if max_entries else self.memory_batch
+        delta = self.memory.export_delta(since, limit=limit)
         payload = SyncMemoriesPayload(
             data=delta.data,
             version=delta.version,

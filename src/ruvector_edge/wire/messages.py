@@ -136,7 +136,9 @@ class SyncMemoriesPayload(_SyncBase, tag=MessageType.SYNC_MEMORIES.value):
 
 class _RequestBase(_Payload):
     since_version: Count = 0
-    max_entries: Count = 0  # 0 = no limit
+    # 0 = no limit; otherwise the answer may be partial (patterns: whole origins, at
+    # least one; memories: the oldest changes first) and the requester asks again.
+    max_entries: Count = 0
     version_vector: dict[Id, Count] = msgspec.field(default_factory=dict)
     # After answering, keep pushing what changes to the requester on this link (one
     # shared delta per sync interval instead of a pull per agent per interval).
