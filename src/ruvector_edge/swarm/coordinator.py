@@ -856,8 +856,11 @@ class Coordinator:
         self._pushes += 1
         return msg, version
 
-    def _memory_delta(self, since: int, recipient: str | None) -> tuple[SwarmMessage, int]:
-        delta = self.memory.export_delta(since, limit=self.memory_batch)
+    def _memory_delta(
+        self, since: int, recipient: str | None, max_entries: int = 0
+    ) -> tuple[SwarmMessage, int]:
+        limit = min(self.memory_batch, max_entries) if max_entries else self.memory_batch
+        delta = self.memory.export_delta(since, limit=limit)
         payload = SyncMemoriesPayload(
             data=delta.data,
             version=delta.version,
@@ -950,15 +953,7 @@ class Coordinator:
         if since == version:
             self._reply(conn, SwarmMessage.ack(self.agent_id, requester, ref, "up-to-date"))
             return
-        limit = min(self.memory_batch, max_entries) if max_entries else self.memory_batch
-        delta = self.memory.export_delta(since, limit=limit)
-        payload = SyncMemoriesPayload(
-            data=delta.data,
-            version=delta.version,
-            entry_count=delta.entries + delta.tombstones,
-            origin=self.agent_id,
-        )
-        self._reply(conn, SwarmMessage.directed(self.agent_id, requester, payload))
+        self._reply(conn, self._memory_delta(since, requester, max_entries)[0])
 
     # ---------------------------------------------------------------- tasks
     def submit_task(
