@@ -362,6 +362,8 @@ async def test_changes_are_pushed_to_subscribed_agents_without_pulls(
     stats = coordinator.stats()
     assert stats.pulls == pulls  # nobody asked: the coordinator pushed
     assert stats.pushes >= 2  # one pattern delta, one memory delta
+    # Delivered to both agents is not yet "pushed to every slot": the sample closes then.
+    await eventually(lambda: coordinator.propagation_pending == 0)
     assert coordinator.latency_summary()["propagation_samples"]
 
 

@@ -472,11 +472,14 @@ async def run_demo(
             )
             wall = time.monotonic() - started
             ids = [agent_id for agent_id, _, _ in plan]
-            # Let the last patterns reach the coordinator and every agent (bounded wait).
+            # Let the last patterns reach the coordinator and every agent, and their
+            # propagation samples close (bounded wait).
             converged = False
             with contextlib.suppress(TimeoutError):
                 await coordinator.wait_until(
-                    lambda: coordinator.patterns_delivered(ids),
+                    lambda: (
+                        coordinator.patterns_delivered(ids) and not coordinator.propagation_pending
+                    ),
                     timeout=(
                         20 * sync_interval_ms / 1000
                         if converge_timeout is None

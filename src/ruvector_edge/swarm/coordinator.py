@@ -830,6 +830,12 @@ class Coordinator:
                 keep.append(spread)
         self._spreading = keep
 
+    @property
+    def propagation_pending(self) -> int:
+        """Learned versions not yet pushed to every slot (their propagation samples are
+        still open)."""
+        return len(self._spreading)
+
     def patterns_delivered(self, agent_ids: Iterable[str]) -> bool:
         """Whether every pattern this coordinator holds was sent to each of ``agent_ids``
         (each subscribed, and its latest push covered the current state)."""
